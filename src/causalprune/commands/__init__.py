@@ -1,0 +1,1 @@
+"""Subcommands of ``causal-prune``; see ``causalprune.cli.COMMANDS``."""

@@ -1,0 +1,284 @@
+"""Algorithm 1 (paper §3, method-facts §3) as idempotent stages.
+
+    pretrain N_pre epochs (Adam)                      -> checkpoints/pretrained.pt (the rewind point)
+    for i in 1..N_iter:
+        N_prune epochs of SGD, recording (causal)     \\
+        decide (Lasso / magnitude / random)            > masks/iter_i.safetensors, checkpoints/iter_i.pt
+        new mask = old mask * keep; rewind survivors  /
+        and all biases to the pretrained weights
+    post-train up to N_post epochs (Adam), early stopping on the training loss,
+    best model by validation accuracy; the test set is evaluated once, at the end.
+
+Rerunning the same command resumes after the last finished stage (``state.json``). Every epoch
+draws its batches and dropout from a seed derived from its position, so on the CPU a resumed run
+ends with the same masks and metrics as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import distributed as ddp
+from .config import Config, diff_configs
+from .data import load_data
+from .errors import ConfigError
+from .masks import (Masks, apply_masks, check_not_empty, combine, current_masks,
+                    ones_masks, prunable_modules, read_masks, save_masks, sparsity, weight_of)
+from .methods import causal_decision, layer_target_counts, magnitude_decision, random_decision
+from .models import build_model
+from .paths import RunPaths
+from .record import Recorder, format_bytes, parse_bytes
+from .runstate import RunState
+from .storage import load_checkpoint, read_json, save_checkpoint, save_tensors, write_json
+from .summary import build_summary
+from .train import EarlyStopping, epoch_seed, evaluate, train_epoch
+
+__all__ = ["Experiment", "resolve_device", "prepare_run_dir"]
+
+# Phase codes used to derive per-epoch seeds (never change them: they fix batch orders).
+_PRE, _PRUNE, _LASSO, _POST, _DECIDE = 1, 2, 3, 4, 5
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def prepare_run_dir(cfg: Config, overwrite: bool) -> RunPaths:
+    """Create the run folder, or check that an existing one holds the same configuration."""
+    paths = RunPaths(cfg.run_dir())
+    if paths.config.exists() and not overwrite:
+        saved = read_json(paths.config)
+        differing = diff_configs(saved, cfg)
+        if differing:
+            detail = ", ".join(f"{k} ({saved.get(k)!r} -> {getattr(cfg, k)!r})" for k in differing)
+            raise ConfigError(f"{paths.root} holds a run with different settings: {detail}; "
+                              "pass --overwrite to start it afresh or change --out")
+    elif overwrite and paths.root.exists() and ddp.is_main():
+        shutil.rmtree(paths.root)
+    ddp.barrier()
+    if ddp.is_main():
+        paths.root.mkdir(parents=True, exist_ok=True)
+        write_json(paths.config, cfg.to_dict())
+    return paths
+
+
+class Experiment:
+    """One run of Algorithm 1 for one method. ``Experiment(cfg).run()`` returns the summary."""
+
+    def __init__(self, cfg: Config, *, overwrite: bool = False, log: Callable[[str], None] = print):
+        self.cfg = cfg.validate()
+        self.log = log if ddp.is_main() else (lambda msg: None)
+        self.device = resolve_device(cfg.device)
+        self.paths = prepare_run_dir(cfg, overwrite)
+        self.state = RunState(self.paths)
+        self.t0 = time.time()
+        torch.manual_seed(cfg.seed)  # before building the model, so initialisation is seeded
+        self.data = load_data(cfg.dataset, model=cfg.model, batch_size=cfg.batch_size, seed=cfg.seed,
+                              val_frac=cfg.val_frac, data_dir=cfg.data_dir or None, device=self.device,
+                              pipeline=cfg.pipeline, workers=cfg.workers)
+        self.model = build_model(cfg.model, self.data.spec).to(self.device)
+        # Every model carries torch.nn.utils.prune masks from the start (all ones), so that the
+        # state_dict has the same keys (weight_orig/weight_mask) at every stage.
+        apply_masks(self.model, ones_masks(self.model))
+        self.callbacks: list = []
+
+    # -- small helpers --------------------------------------------------------------------------
+    def _save(self, path: Path, **extra: Any) -> None:
+        if ddp.is_main():
+            save_checkpoint(path, {"model": self.model.state_dict(), **extra})
+
+    def _load(self, path: Path) -> dict:
+        ck = load_checkpoint(path, self.device)
+        self.model.load_state_dict(ck["model"])
+        return ck
+
+    def _commit(self, **updates: Any) -> None:
+        if ddp.is_main():
+            self.state.commit(wall_seconds=self.state["wall_seconds"] + time.time() - self.t0, **updates)
+        self.t0 = time.time()
+        ddp.barrier()
+
+    def _max_steps(self) -> int:
+        return self.cfg.max_steps_per_epoch
+
+    def _steps_per_epoch(self) -> int:
+        n = len(self.data.train)
+        return min(n, self.cfg.max_steps_per_epoch) if self.cfg.max_steps_per_epoch else n
+
+    # -- stages -----------------------------------------------------------------------------------
+    def run(self) -> dict:
+        cfg = self.cfg
+        self.log(f"run folder: {self.paths.root}")
+        if self.state["done"] and self.paths.summary.exists():
+            self.log("already finished; nothing to do")
+            return read_json(self.paths.summary)
+        self.pretrain()
+        for it in range(1, cfg.n_iter + 1):
+            self.prune_iteration(it)
+        self.post_train()
+        return self.finish()
+
+    def pretrain(self) -> None:
+        cfg = self.cfg
+        if self.state["pretrain_done"]:
+            return
+        opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr_train)
+        done = self.state["pretrain_epochs_done"]
+        if done:
+            ck = self._load(self.paths.checkpoints / "pre_last.pt")
+            opt.load_state_dict(ck["optim"])
+        for ep in range(done + 1, cfg.n_pre + 1):
+            res = train_epoch(self.model, self.data.train, ddp.wrap_optimizer(opt, self.model),
+                              seed=epoch_seed(cfg.seed, _PRE, ep), max_steps=self._max_steps(),
+                              desc=f"pretrain {ep}/{cfg.n_pre}")
+            self.state.log("pre", 0, ep, res.steps, "train_loss", res.loss)
+            self.log(f"pretrain epoch {ep}/{cfg.n_pre}: train loss {res.loss:.4f}")
+            self._save(self.paths.checkpoints / "pre_last.pt", optim=opt.state_dict())
+            self._commit(pretrain_epochs_done=ep)
+        self._save(self.paths.pretrained)
+        self._commit(pretrain_done=True)
+
+    def prune_iteration(self, it: int) -> None:
+        cfg = self.cfg
+        if self.state["iterations_done"] >= it:
+            return
+        self._load(self.paths.pretrained if it == 1 else self.paths.pruned(it - 1))
+        old = current_masks(self.model)
+        keep, gammas, rec_bytes = self._decide(it, old)
+        new = combine(old, keep)
+        check_not_empty(new, cfg.allow_empty_layers,
+                        "use a smaller --l1-coeff" if cfg.method == "causal" else "lower the pruning fraction")
+        new = ddp.agree_on_masks(new)
+        # Rewind (Algorithm 1 line 7): survivors and all biases back to the pretrained weights.
+        self._load(self.paths.pretrained)
+        apply_masks(self.model, new)
+        pct = sparsity(new)
+        record_s, lasso_s = self._timing
+        info = {"iteration": it, "percent_pruned": pct, "record_seconds": record_s, "lasso_seconds": lasso_s,
+                "record_bytes": rec_bytes}
+        self.state.log("prune", it, 0, 0, "percent_pruned", pct)
+        self.log(f"iteration {it}/{cfg.n_iter}: {pct:.2f}% pruned"
+                 + (f" (record {record_s:.1f}s, lasso {lasso_s:.1f}s)" if cfg.method == "causal" else ""))
+        if ddp.is_main():
+            save_masks(self.paths.masks(it), new)
+            if gammas:
+                save_tensors(self.paths.gammas(it), gammas)
+        self._save(self.paths.pruned(it))
+        self._commit(iterations_done=it, iterations=self.state["iterations"] + [info])
+
+    def _decide(self, it: int, old: Masks) -> tuple[Masks, dict, int]:
+        """Train the N_prune SGD epochs (recording for causal) and return keep-decisions."""
+        cfg = self.cfg
+        if cfg.method == "none":
+            # Nothing is pruned and the rewind would discard these epochs: skip them.
+            self._timing = (0.0, 0.0)
+            return old, {}, 0
+        rec = None
+        t0 = time.time()
+        if cfg.method == "causal":
+            steps = cfg.n_prune * self._steps_per_epoch()
+            budget = parse_bytes(cfg.record_budget) if cfg.record_budget else None
+            rec = Recorder(self.model, old, lr=cfg.lr_prune, max_steps=steps, dtype=cfg.record_dtype,
+                           device=self.device, budget_bytes=budget)
+            self.log(f"iteration {it}: recording {steps} steps x {rec.width:,} live weights "
+                     f"= {format_bytes(rec.held_bytes())} ({cfg.record_dtype})")
+        opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr_prune, momentum=cfg.momentum)
+        for ep in range(1, cfg.n_prune + 1):
+            res = train_epoch(self.model, self.data.train, ddp.wrap_optimizer(opt, self.model),
+                              seed=epoch_seed(cfg.seed, _PRUNE, it, ep), callbacks=[rec] if rec else [],
+                              max_steps=self._max_steps(), desc=f"iter {it} sgd {ep}/{cfg.n_prune}")
+            self.state.log("prune", it, ep, res.steps, "train_loss", res.loss)
+        t1 = time.time()
+        gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, _LASSO, it))
+        if cfg.method == "causal":
+            keep, gammas = ddp.causal_decision(rec, cfg, gen)
+            self._timing = (t1 - t0, time.time() - t1)
+            rec_bytes = rec.held_bytes()
+            rec.free()
+            return keep, gammas, rec_bytes
+        self._timing = (0.0, 0.0)
+        weights = {f"{n}.weight": weight_of(m).detach().cpu() for n, m in prunable_modules(self.model).items()}
+        cpu_old = {k: v.cpu() for k, v in old.items()}
+        targets = self._layer_targets(it)
+        fn = magnitude_decision if cfg.method == "magnitude" else random_decision
+        gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, _DECIDE, it))
+        return fn(weights, cpu_old, cfg, it, gen, targets), {}, 0
+
+    def _layer_targets(self, it: int) -> dict[str, int] | None:
+        """--match-layers: the other run's kept count per layer at this iteration (or its final
+        masks, reached geometrically, when its number of iterations differs)."""
+        if not self.cfg.match_layers:
+            return None
+        ref = RunPaths(self.cfg.match_layers)
+        per_iter = ref.masks(it)
+        if per_iter.exists() and read_json(ref.config).get("n_iter") == self.cfg.n_iter:
+            return layer_target_counts(read_masks(per_iter))
+        final = read_masks(ref.final_masks)
+        frac = it / max(self.cfg.n_iter, 1)
+        return {k: int(round(m.numel() * (float(m.float().mean()) ** frac))) for k, m in final.items()}
+
+    def post_train(self) -> None:
+        cfg = self.cfg
+        if self.state["post_done"]:
+            return
+        start = self.paths.pruned(cfg.n_iter) if cfg.n_iter else self.paths.pretrained
+        opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr_train)
+        stopper = EarlyStopping(cfg.patience, cfg.min_delta)
+        done = self.state["post_epochs_done"]
+        if done:
+            ck = self._load(self.paths.post_epoch())
+            opt.load_state_dict(ck["optim"])
+            stopper.load_state_dict(ck["stopper"])
+            best_val = float(ck["best_val"])
+        else:
+            self._load(start)
+            _, best_val = evaluate(self.model, self.data.val)
+            self._save(self.paths.best, val_accuracy=best_val, epoch=0)
+        stop = False
+        for ep in range(done + 1, cfg.n_post + 1):
+            res = train_epoch(self.model, self.data.train, ddp.wrap_optimizer(opt, self.model),
+                              seed=epoch_seed(cfg.seed, _POST, ep), max_steps=self._max_steps(),
+                              desc=f"post-train {ep}/{cfg.n_post}")
+            val_loss, val_acc = evaluate(self.model, self.data.val)
+            for name, v in (("train_loss", res.loss), ("val_loss", val_loss), ("val_accuracy", val_acc)):
+                self.state.log("post", 0, ep, res.steps, name, v)
+            self.log(f"post-train epoch {ep}: train loss {res.loss:.4f}, val acc {val_acc:.2f}%")
+            if val_acc > best_val:
+                best_val = val_acc
+                self._save(self.paths.best, val_accuracy=val_acc, epoch=ep)
+            stop = stopper.update(res.loss)
+            self._save(self.paths.post_epoch(), optim=opt.state_dict(), stopper=stopper.state_dict(),
+                       best_val=best_val)
+            self._commit(post_epochs_done=ep)
+            if stop:
+                self.log(f"early stop after epoch {ep}: no training-loss improvement for {cfg.patience} epochs")
+                break
+        self._commit(post_done=True)
+
+    def finish(self) -> dict:
+        ck = self._load(self.paths.best)
+        test_loss, test_acc = evaluate(self.model, self.data.test)  # the only look at the test set
+        masks = current_masks(self.model)
+        self.state.log("final", 0, 0, 0, "test_accuracy", test_acc)
+        self.state.log("final", 0, 0, 0, "test_loss", test_loss)
+        summary = build_summary(self.cfg, self.model, masks, self.data.spec, test_acc,
+                                float(ck.get("val_accuracy", float("nan"))), self.state["iterations"],
+                                self.state["wall_seconds"] + time.time() - self.t0, self.device)
+        if ddp.is_main():
+            save_masks(self.paths.final_masks, masks)
+            save_checkpoint(self.paths.final, {"model": self.model.state_dict(), "config": self.cfg.to_dict()})
+            write_json(self.paths.summary, summary)
+        self._commit(done=True)
+        self.log(f"test accuracy {test_acc:.2f}% at {summary['percent_pruned']:.2f}% pruned; "
+                 f"results in {self.paths.root}")
+        return summary
+

@@ -1,0 +1,71 @@
+"""``CausalPruner``: causal pruning inside your own training loop.
+
+    pruner = CausalPruner(model, optimizer, l1_coeff=1e-14)
+    for x, y in loader:                      # plain SGD (momentum allowed: Appendix A model)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(); loss.backward(); optimizer.step()
+        pruner.step(loss)                    # records dtheta and L of this step
+    masks = pruner.compute_masks()           # fits eq. (9); masks only shrink
+    pruner.apply(masks)                      # torch.nn.utils.prune weight_orig/weight_mask
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import Config
+from .masks import Masks, apply_masks, check_not_empty, combine, current_masks
+from .record import Recorder
+
+__all__ = ["CausalPruner"]
+
+
+class CausalPruner:
+    """Records one pruning phase of SGD on ``model`` and turns it into masks.
+
+    ``optimizer`` must be ``torch.optim.SGD`` (the Granger-causal model of eq. 5-7 is derived for
+    SGD; with momentum the three-feature model of Appendix A is used). Keyword arguments are
+    :class:`~causalprune.config.Config` fields: ``l1_coeff``, ``granularity``, ``scope``, ``solver``,
+    ``record_dtype``, ``lasso_epochs``, ``allow_empty_layers``, ...
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, seed: int = 0,
+                 expected_steps: int = 256, **settings):
+        if not isinstance(optimizer, torch.optim.SGD):
+            raise TypeError("CausalPruner needs torch.optim.SGD: the causal model (paper eq. 5-7) is derived "
+                            "for SGD; use SGD for the pruning phase")
+        group = optimizer.param_groups[0]
+        self.cfg = Config(lr_prune=float(group["lr"]), momentum=float(group.get("momentum", 0.0)),
+                          seed=seed, method="causal").replace(**settings)
+        self.model = model
+        self.masks = current_masks(model)
+        self.recorder = Recorder(model, self.masks, lr=self.cfg.lr_prune, max_steps=expected_steps,
+                                 dtype=self.cfg.record_dtype)
+
+    def step(self, loss: torch.Tensor) -> None:
+        """Call after ``optimizer.step()`` with the loss of that step's forward pass."""
+        self.recorder.after_step(loss)
+
+    @property
+    def steps(self) -> int:
+        return self.recorder.steps
+
+    def compute_masks(self) -> Masks:
+        """Fit the Lasso on everything recorded so far; return the new (shrunk) masks."""
+        from .methods import causal_decision
+
+        if self.recorder.steps < 3:
+            raise ValueError("record at least 3 steps before computing masks")
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        keep, self.gammas = causal_decision(self.recorder, self.cfg, gen)
+        new = combine(self.masks, keep)
+        check_not_empty(new, self.cfg.allow_empty_layers, "use a smaller l1_coeff")
+        return new
+
+    def apply(self, masks: Masks) -> None:
+        """Apply masks with torch.nn.utils.prune and restart recording for the next phase."""
+        apply_masks(self.model, masks)
+        self.masks = current_masks(self.model)
+        self.recorder = Recorder(self.model, self.masks, lr=self.cfg.lr_prune,
+                                 max_steps=max(self.recorder.steps, 16), dtype=self.cfg.record_dtype)

@@ -1,0 +1,164 @@
+"""The recorder: per-step data of the pruning phase, kept in memory on the training device.
+
+At every optimizer step t of the N_prune SGD epochs it keeps (method-facts §1, paper eq. 8)
+
+* ``L_t``: the mean loss of minibatch t at theta_t (the step's own forward pass, train mode);
+* ``dtheta_t = theta_{t+1} - theta_t`` of every *live* prunable weight, stored divided by the
+  learning rate (for plain SGD that is minus the gradient), in bf16 or fp32. Squared deltas are
+  ~1e-16..1e-10: fp16 would underflow, bf16 keeps fp32's exponent range, and dividing by lr keeps
+  the stored values near 1.
+
+Only weights that are still unpruned are recorded, so the cost falls as sparsity rises. The
+buffer is one ``(T, D_live)`` tensor; layer ``k`` owns columns ``offsets[k]:offsets[k+1]``, so
+one row of one layer is contiguous (what the fused solver wants).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .errors import RecordMemoryError
+from .masks import Masks, prunable_modules, weight_of
+
+__all__ = ["LayerSlot", "Recorder", "free_memory_bytes", "format_bytes", "parse_bytes"]
+
+_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@dataclass
+class LayerSlot:
+    key: str                      # "<module fqn>.weight"
+    param: nn.Parameter           # weight_orig (or weight)
+    idx: torch.Tensor | None      # flat indices of live weights; None = all live
+    start: int                    # first column in the buffer
+    stop: int
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Memory that the recording may use on ``device`` (free GPU memory, or MemAvailable)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def parse_bytes(text: str) -> int:
+    """'8GB' / '512MB' / '1.5 GiB' / '123' -> bytes."""
+    t = text.strip().upper().replace("IB", "B").replace(" ", "")
+    for suffix, mult in (("TB", 1024**4), ("GB", 1024**3), ("MB", 1024**2), ("KB", 1024), ("B", 1)):
+        if t.endswith(suffix):
+            return int(float(t[: -len(suffix)]) * mult)
+    return int(float(t))
+
+
+class Recorder:
+    """Keeps (dtheta_t / lr, L_t) for every step; attach it to the SGD loop via ``after_step``."""
+
+    def __init__(self, model: nn.Module, masks: Masks, *, lr: float, max_steps: int,
+                 dtype: str = "bf16", device: torch.device | None = None, budget_bytes: int | None = None):
+        mods = prunable_modules(model)
+        self.lr = float(lr)
+        self.slots: list[LayerSlot] = []
+        col = 0
+        for name, module in mods.items():
+            key = f"{name}.weight"
+            p = weight_of(module)
+            mask = masks[key].reshape(-1).to(p.device)
+            idx = None if bool(mask.all()) else mask.nonzero().squeeze(1)
+            n = p.numel() if idx is None else idx.numel()
+            self.slots.append(LayerSlot(key, p, idx, col, col + n))
+            col += n
+        self.width = col
+        self.device = device or (self.slots[0].param.device if self.slots else torch.device("cpu"))
+        self.dtype = _DTYPES[dtype]
+        self.max_steps = max_steps
+        need = self.bytes_needed(max_steps, col, dtype)
+        avail = budget_bytes if budget_bytes is not None else free_memory_bytes(self.device)
+        if need > 0.9 * avail:
+            raise RecordMemoryError(
+                f"the recording needs {format_bytes(need)} ({max_steps} steps x {col:,} live weights x "
+                f"{self.dtype.itemsize} B) but only {format_bytes(avail)} is available on {self.device}; "
+                "use --record-dtype bf16, fewer --n-prune epochs, a larger --batch-size, --solver online, "
+                "or --max-steps-per-epoch")
+        self.buffer = torch.empty((max_steps, col), dtype=self.dtype, device=self.device)
+        self.losses = torch.zeros(max_steps, dtype=torch.float64, device=self.device)
+        self.steps = 0
+        self._prev = self._gather()
+
+    @staticmethod
+    def bytes_needed(steps: int, width: int, dtype: str = "bf16") -> int:
+        return steps * width * _DTYPES[dtype].itemsize + steps * 8
+
+    def _gather(self) -> torch.Tensor:
+        """Current values of all live weights as one fp32 vector."""
+        parts = []
+        for s in self.slots:
+            flat = s.param.detach().reshape(-1)
+            parts.append(flat if s.idx is None else flat.index_select(0, s.idx))
+        if not parts:
+            return torch.zeros(0, device=self.device)
+        return torch.cat(parts).to(device=self.device, dtype=torch.float32)
+
+    @torch.no_grad()
+    def after_step(self, loss: torch.Tensor) -> None:
+        """Call right after ``optimizer.step()`` with the loss of that step's forward pass."""
+        if self.steps >= self.max_steps:
+            self._grow()
+        cur = self._gather()
+        self.buffer[self.steps].copy_((cur - self._prev).div_(self.lr))
+        self._prev = cur
+        loss = loss.detach().to(torch.float64)
+        if dist.is_available() and dist.is_initialized():
+            # DDP: dtheta comes from the all-reduced gradient of the whole global batch, so the
+            # loss that pairs with it must be the global one too (method-facts §7 defect).
+            loss = loss.clone()
+            dist.all_reduce(loss, op=dist.ReduceOp.SUM)
+            loss /= dist.get_world_size()
+        self.losses[self.steps] = loss
+        self.steps += 1
+
+    def _grow(self) -> None:
+        """Double the capacity (for user loops whose length is not known in advance)."""
+        cap = max(2 * self.max_steps, 16)
+        buf = torch.empty((cap, self.width), dtype=self.dtype, device=self.device)
+        buf[: self.steps].copy_(self.buffer[: self.steps])
+        losses = torch.zeros(cap, dtype=torch.float64, device=self.device)
+        losses[: self.steps].copy_(self.losses[: self.steps])
+        self.buffer, self.losses, self.max_steps = buf, losses, cap
+
+    # ------------------------------------------------------------------------------------------
+    def targets(self, lag: int = 1) -> torch.Tensor:
+        """y_s = L_{s+lag} - L_{s+lag-1} as float32 (eq. 8 for lag 1; eq. 17 for the momentum model)."""
+        L = self.losses[: self.steps]
+        return (L[lag:] - L[lag - 1: -1]).to(torch.float32)
+
+    def deltas(self) -> torch.Tensor:
+        """The recorded (T, D_live) matrix of dtheta / lr."""
+        return self.buffer[: self.steps]
+
+    def held_bytes(self) -> int:
+        return self.buffer.numel() * self.buffer.element_size() + self.losses.numel() * 8
+
+    def free(self) -> None:
+        self.buffer = torch.empty(0)
+        self._prev = torch.empty(0)

@@ -1,0 +1,68 @@
+"""The solver that produced the paper's masks: per-sample SGD with a cumulative L1 penalty.
+
+Method-facts §2 (Tsuruoka et al. 2009): γ starts at zero, no intercept, step
+η_s = lr0 / s**power_t with s counting samples over all epochs, u_s = u_{s-1} + η_s·l1_coeff,
+a plain gradient step on ½(γ·x_i − y_i)² (gradient clipped to ±grad_clip), then each
+coordinate is pulled towards zero (never across it) by the penalty it has not yet received.
+A weight is pruned iff its γ ends exactly at 0.0.
+
+Two interchangeable back ends compute it: a fused numba kernel on CPU (fused_cpu.py) and
+vectorised torch ops elsewhere (torch_path.py). Both store γ, q in float32, compute each
+step in float64 and keep the scalars η, u in float64.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+from .blocks import FeatureBlock, LassoSchedule, step_schedule, validate_problem, visit_order
+
+__all__ = ["BACKENDS", "solve_reference", "lasso_sgd"]
+
+#: "numba": fused CPU kernel (CPU tensors only); "torch": vectorised torch ops (any device);
+#: "auto": numba for CPU tensors, torch otherwise.
+BACKENDS = ("auto", "numba", "torch")
+
+
+def solve_reference(blocks: list[FeatureBlock], y: torch.Tensor, l1_coeff: float, *,
+                    schedule: LassoSchedule = LassoSchedule(), shuffle: bool = True,
+                    generator: torch.Generator | None = None, progress: bool = False,
+                    backend: str = "auto") -> list[torch.Tensor]:
+    """Fit one cumulative-penalty Lasso whose feature vector is the concatenation of ``blocks``.
+
+    The dot product γ·x_i runs over all blocks jointly (one regression may span several layers,
+    or the three momentum features). With ``shuffle`` each epoch visits a
+    ``torch.randperm(n, generator=generator)``; otherwise 0..n-1. Returns one float32 γ per
+    block, shape (d_b,), on the blocks' device.
+    """
+    n = validate_problem(blocks, y, l1_coeff)
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown Lasso backend {backend!r}; choose one of {BACKENDS}")
+    device = blocks[0].data.device
+    if backend == "numba" and device.type != "cpu":
+        raise ConfigError(f"backend 'numba' needs CPU tensors, got {device}; use backend='torch' or 'auto'")
+    if n == 0:
+        return [torch.zeros(b.dim, dtype=torch.float32, device=device) for b in blocks]
+    order = visit_order(n, int(schedule.epochs), shuffle, generator)
+    etas, us = step_schedule(len(order), l1_coeff, schedule)
+    clip = float(schedule.grad_clip)
+    if backend == "torch" or (backend == "auto" and device.type != "cpu"):
+        from .torch_path import solve_torch
+
+        return solve_torch(blocks, y, order, etas, us, clip, progress)
+    from .fused_cpu import solve_fused
+
+    return solve_fused(blocks, y, order, etas, us, clip, epoch_len=n, progress=progress)
+
+
+def lasso_sgd(X: torch.Tensor, y: torch.Tensor, l1_coeff: float, *, lr0: float = 1e-2,
+              power_t: float = 0.25, epochs: int = 3, shuffle: bool = True,
+              generator: torch.Generator | None = None, backend: str = "auto") -> torch.Tensor:
+    """Single-matrix form: ``X`` (T, d) features, ``y`` (T,) targets; returns γ (d,) float32.
+
+    Equivalent to ``solve_reference([FeatureBlock(X)], y, ...)[0]``.
+    """
+    schedule = LassoSchedule(lr0=lr0, power_t=power_t, epochs=epochs)
+    return solve_reference([FeatureBlock(X)], y, l1_coeff, schedule=schedule, shuffle=shuffle,
+                           generator=generator, backend=backend)[0]

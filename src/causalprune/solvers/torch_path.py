@@ -1,0 +1,58 @@
+"""Vectorised torch path of the cumulative-penalty Lasso SGD (any device; used on CUDA).
+
+Same arithmetic as the fused CPU kernel: γ and q stored in float32, each step computed in
+float64 and rounded once, dot products in float64. It loops over samples in Python (about
+a dozen elementwise kernels per step) but never synchronises with the device: the residual
+stays a 0-dim device tensor and the visit order / schedule live on the host.
+
+Untested on GPU (the project's dev machines have none); its CPU run is the parity reference
+for the fused kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .blocks import FeatureBlock, block_features
+
+__all__ = ["coord_update_", "solve_torch"]
+
+
+def coord_update_(gamma: torch.Tensor, q: torch.Tensor, x: torch.Tensor, r: torch.Tensor | float,
+                  eta: float, u: float, clip: float) -> None:
+    """In place: one cumulative-penalty step (method-facts §2) for all coordinates of a block.
+
+    ``x`` is float64; γ is clipped towards zero, never across it, by the penalty it has not
+    yet received (u ± q), and q records the penalty actually applied.
+    """
+    g = (r * x).clamp_(-clip, clip)
+    z = gamma.double() - eta * g
+    q64 = q.double()
+    pos = (z - (u + q64)).clamp_(min=0.0)
+    neg = (z + (u - q64)).clamp_(max=0.0)
+    gn = torch.where(z > 0, pos, torch.where(z < 0, neg, z))
+    q.copy_(q64 + (gn - z))
+    gamma.copy_(gn)
+
+
+def solve_torch(blocks: list[FeatureBlock], y: torch.Tensor, order: np.ndarray, etas: np.ndarray,
+                us: np.ndarray, clip: float, progress: bool = False) -> list[torch.Tensor]:
+    """Run the whole visit ``order`` with torch ops on the blocks' device."""
+    from tqdm.auto import tqdm
+
+    device = blocks[0].data.device
+    gammas = [torch.zeros(b.dim, dtype=torch.float32, device=device) for b in blocks]
+    qs = [torch.zeros_like(g) for g in gammas]
+    y64 = y.detach().to(device=device, dtype=torch.float64)
+    steps = order.tolist()
+    for t in tqdm(range(len(steps)), desc="lasso steps", disable=not progress or None):
+        i = steps[t]
+        xs = [block_features(b, i)[0] for b in blocks]
+        r = torch.dot(gammas[0].double(), xs[0])
+        for g, x in zip(gammas[1:], xs[1:]):
+            r = r + torch.dot(g.double(), x)
+        r = r - y64[i]
+        for g, q, x in zip(gammas, qs, xs):
+            coord_update_(g, q, x, r, float(etas[t]), float(us[t]), clip)
+    return gammas

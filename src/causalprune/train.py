@@ -1,0 +1,121 @@
+"""One training loop, read top to bottom. Features (recording, logging) hook in as callbacks
+so that the loop itself stays simple."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .errors import TrainingError
+
+__all__ = ["StepCallback", "EpochResult", "train_epoch", "evaluate", "EarlyStopping", "epoch_seed"]
+
+
+class StepCallback(Protocol):
+    def after_step(self, loss: torch.Tensor) -> None: ...
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    steps: int
+
+
+def epoch_seed(seed: int, *parts: int) -> int:
+    """A seed for one epoch derived from the run seed and the epoch's position in the protocol.
+    Every epoch reseeds from it, so a resumed run replays exactly the batches (and dropout
+    masks) of the run that was interrupted."""
+    h = seed & 0xFFFFFFFF
+    for p in parts:
+        h = (h * 1_000_003 + int(p) + 7) % (2**31 - 1)
+    return h
+
+
+def train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, *, seed: int,
+                callbacks: Iterable[StepCallback] = (), max_steps: int = 0, desc: str = "train",
+                step_offset: int = 0) -> EpochResult:
+    """One epoch of minibatch training. ``seed`` fixes batch order, augmentation and dropout.
+
+    The loss of each step is the mean cross-entropy of that minibatch at the parameters
+    *before* the step (method-facts §1), computed by the step's own forward pass.
+    """
+    model.train()
+    torch.manual_seed(seed)
+    callbacks = list(callbacks)
+    n = len(batches) if not max_steps else min(len(batches), max_steps)
+    losses = torch.zeros(n, dtype=torch.float64)
+    losses_dev: list[torch.Tensor] = []
+    bar = tqdm(total=n, desc=desc, leave=False, disable=None, unit="step")
+    for step, (x, y) in enumerate(batches.epoch(seed)):
+        if step >= n:
+            break
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for cb in callbacks:
+            cb.after_step(loss)
+        losses_dev.append(loss.detach())
+        # Check for divergence without a device sync at every step (every 50 steps and at the end).
+        if (step + 1) % 50 == 0 or step + 1 == n:
+            _check_finite(losses_dev, step_offset + step + 1 - len(losses_dev), desc)
+            losses[step + 1 - len(losses_dev): step + 1] = torch.stack(losses_dev).double().cpu()
+            losses_dev.clear()
+        bar.update(1)
+    bar.close()
+    return EpochResult(float(losses.mean()) if n else math.nan, n)
+
+
+def _check_finite(losses: list[torch.Tensor], first_step: int, desc: str) -> None:
+    if not losses:
+        return
+    stacked = torch.stack(losses)
+    bad = ~torch.isfinite(stacked)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise TrainingError(f"{desc}: the loss became {float(stacked[i])} at step {first_step + i}; "
+                            "the last good checkpoint is kept. Lower the learning rate and rerun.")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches) -> tuple[float, float]:
+    """(mean loss, accuracy in percent) over all batches, in eval mode."""
+    model.eval()
+    total, correct, loss_sum = 0, 0, 0.0
+    for x, y in batches.epoch(0):
+        out = model(x)
+        loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
+        correct += int((out.argmax(1) == y).sum())
+        total += y.numel()
+    return loss_sum / max(total, 1), 100.0 * correct / max(total, 1)
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the training loss has not improved by more than ``min_delta`` on the best
+    value for ``patience`` epochs (paper Appendix C)."""
+
+    patience: int
+    min_delta: float
+    best: float = math.inf
+    bad_epochs: int = 0
+
+    def update(self, loss: float) -> bool:
+        """Record one epoch's loss; return True when training should stop."""
+        if loss < self.best - self.min_delta:
+            self.best, self.bad_epochs = loss, 0
+        else:
+            self.bad_epochs += 1
+        return self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.best, self.bad_epochs = float(d["best"]), int(d["bad_epochs"])
