@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 os.environ.setdefault("TQDM_DISABLE", "1")
-torch.set_num_threads(2)
+# Tests use small models: one thread avoids OpenMP oversubscription when processes share 2 cores.
+torch.set_num_threads(1)
 
 
 class TinyNet(nn.Module):

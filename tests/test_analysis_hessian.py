@@ -16,6 +16,15 @@ from causalprune.errors import ConfigError, MaskError
 LOSS = nn.CrossEntropyLoss()
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny double-backward ops run ~20x slower with 2 intra-op threads on a busy 2-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_model(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)).double()

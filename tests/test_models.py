@@ -125,17 +125,23 @@ def test_alexnet32_dropout_off_in_eval():
 def test_deepcopy_and_masks(name, spec):
     torch.manual_seed(0)
     model = build_model(name, spec).eval()
+    x = torch.randn(2, spec.channels, spec.size, spec.size)
+    plain = copy.deepcopy(model)
+    with torch.no_grad():
+        assert torch.equal(model(x), plain(x))
+    total, prunable = count_parameters(model)
     for m in prunable_layers(model).values():
         prune.random_unstructured(m, "weight", amount=0.5)
-    total, prunable = count_parameters(model)
-    clone = copy.deepcopy(model)
-    x = torch.randn(2, spec.channels, spec.size, spec.size)
+    assert count_parameters(model) == (total, prunable)  # weight_orig replaces weight one for one
+    # torch.nn.utils.prune leaves `weight` as a non-leaf tensor, which deepcopy refuses; a forward
+    # pass under no_grad recomputes it as a plain tensor (a limitation of prune, not of the models).
     with torch.no_grad():
-        assert torch.equal(model(x), clone(x))
-    assert count_parameters(clone) == (total, prunable)
-    assert prunable == count_parameters(build_model(name, spec))[1]
+        ref = model(x)
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        assert torch.equal(ref, clone(x))
     for m in prunable_layers(clone).values():
-        assert prune.is_pruned(clone) and (m.weight == 0).float().mean().item() >= 0.45
+        assert prune.is_pruned(clone) and 0.45 <= (m.weight == 0).float().mean().item() <= 0.55
 
 
 def test_same_seed_same_init():

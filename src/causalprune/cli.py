@@ -16,12 +16,19 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 COMMANDS = ["run", "compare", "models"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus where to look), like our other errors."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="causal-prune",
         description="Granger-causal pruning of neural networks (Shah et al.): record SGD, fit a per-weight "
                     "Lasso, prune the weights that do not cause loss reduction.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         importlib.import_module(f"causalprune.commands.{name.replace('-', '_')}").register(sub)
     return parser

@@ -78,6 +78,7 @@ class Config:
     match_layers: str = _f("", "magnitude/random: prune within each layer to the per-layer sparsity of this run folder")
     # --- runtime (not hashed) ------------------------------------------------------------------
     out: str = _f("runs", "folder that holds run folders", kind="runtime")
+    name: str = _f("", "run folder name inside --out (default: derived from the settings)", kind="runtime")
     data_dir: str = _f("", "folder with the data set files (see README)", kind="runtime")
     device: str = _f("auto", "auto | cpu | cuda", kind="runtime")
     pipeline: str = _f("auto", "input pipeline: auto | device (uint8 tensor on the device) | workers", kind="runtime")
@@ -141,6 +142,8 @@ class Config:
     def run_name(self) -> str:
         """Readable and unique per configuration: method-model-dataset-seed plus a hash of the
         non-default hyperparameters (so adding a field with a default never renames old runs)."""
+        if self.name:
+            return self.name
         defaults = Config()
         changed = {k: v for k, v in self.hp_dict().items()
                    if k not in ("method", "model", "dataset", "seed") and v != getattr(defaults, k)}

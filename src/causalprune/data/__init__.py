@@ -110,10 +110,10 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
-def _choose_pipeline(pipeline: str, name: str, info: DatasetInfo, src: Source) -> str:
+def _choose_pipeline(pipeline: str, name: str, info: DatasetInfo, src: Source | None) -> str:
     if pipeline not in PIPELINES:
         raise ConfigError(f"unknown pipeline {pipeline!r}; valid: {', '.join(PIPELINES)}")
-    fits = info.in_memory and src.in_memory
+    fits = info.in_memory and (src is None or src.in_memory)
     if pipeline == "device" and not fits:
         raise ConfigError(f"{name} is too large for the device pipeline; use --pipeline workers (or auto)")
     if pipeline != "auto":
@@ -122,7 +122,9 @@ def _choose_pipeline(pipeline: str, name: str, info: DatasetInfo, src: Source) -
     return "device" if fits and stored < DEVICE_PIPELINE_LIMIT else "workers"
 
 
-def _check_sizes(batch_size: int, eval_batch_size: int | None, workers: int) -> None:
+def _check_sizes(batch_size: int, eval_batch_size: int | None, workers: int, val_frac: float) -> None:
+    if not 0.0 <= val_frac < 1.0:  # NaN fails too
+        raise ConfigError(f"val_frac must be in [0, 1), got {val_frac}; 0.1 holds out 10% of the training data")
     if int(batch_size) < 1 or (eval_batch_size is not None and int(eval_batch_size) < 1):
         raise ConfigError(f"batch sizes must be >= 1, got {batch_size} / {eval_batch_size}")
     if int(workers) < 0:
@@ -140,8 +142,10 @@ def load_data(name: str, *, model: str, batch_size: int, seed: int, val_frac: fl
     training epoch are fixed by the seed passed to ``bundle.train.epoch(seed)``.
     """
     info = _info(name)
-    _check_sizes(batch_size, eval_batch_size, workers)
+    _check_sizes(batch_size, eval_batch_size, workers, val_frac)
     default_size(model, name, 1)  # an unknown model fails here, before any data is read
+    if pipeline not in PIPELINES or (pipeline == "device" and not info.in_memory):
+        _choose_pipeline(pipeline, name, info, None)  # raises the ConfigError before loading
     src = info.load(data_dir=data_dir or None, seed=seed, workers=workers,
                     synthetic_shape=synthetic_shape, synthetic_samples=synthetic_samples)
     spec = InputSpec(src.channels, default_size(model, name, src.size), src.num_classes)

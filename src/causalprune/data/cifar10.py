@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
-from .sets import ArraySet, Source
+from .sets import ArraySet, Source, one_line
 
 __all__ = ["load_cifar10", "MEAN", "STD"]
 
@@ -32,7 +32,7 @@ def _open(root: Path, train: bool):
     try:
         return torchvision.datasets.CIFAR10(str(root), train=train, download=True)
     except Exception as exc:  # offline, partial archive (md5 mismatch), full disk
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = one_line(exc)
         raise DataError(
             f"CIFAR-10 is missing or corrupt in {root} and the download failed ({reason}); if "
             f"{root / ARCHIVE} is a partial download delete it and retry, or pass --data-dir with the "

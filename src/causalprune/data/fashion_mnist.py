@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .sets import ArraySet, Source
+from .sets import ArraySet, Source, one_line
 
 __all__ = ["load_fashion_mnist", "read_idx", "find_idx_files", "IDX_FILES", "DEBIAN_DIR", "MEAN", "STD"]
 
@@ -103,7 +103,7 @@ def _locate(data_dir: str | None) -> dict[str, Path]:
     try:
         _download(root)
     except Exception as exc:  # no network, a partial archive, a full disk: all end the same way
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = one_line(exc)
         raise DataError(f"Fashion-MNIST not found and the download into {root} failed ({reason}); "
                         f"delete a partial {root / 'FashionMNIST'} if any, and {HOW_TO_GET}") from None
     found = find_idx_files(root)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
-from .sets import FileSet, Source, split_key, to_chw
+from .sets import FileSet, Source, one_line, split_key, to_chw
 
 __all__ = ["load_imagenet", "ImageNetSet", "random_resized_box", "MEAN", "STD"]
 
@@ -76,7 +76,7 @@ def _split(root: Path, split: str):
     try:
         return torchvision.datasets.ImageNet(str(root), split=split)
     except Exception as exc:  # missing devkit / folders, unreadable meta
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = one_line(exc)
         raise DataError(f"cannot open ImageNet {split} in {root} ({reason}); --data-dir must hold "
                         "ILSVRC2012_devkit_t12.tar.gz and the train/ and val/ folders (or their archives)") from None
 

@@ -23,7 +23,14 @@ from tqdm.auto import tqdm
 
 from ..errors import DataError
 
-__all__ = ["Source", "ArraySet", "FileSet", "materialise", "channel_stats", "clean_worker_error"]
+__all__ = ["Source", "ArraySet", "FileSet", "materialise", "channel_stats", "clean_worker_error", "one_line",
+           "split_key", "to_chw"]
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message squeezed onto one line (for wrapping it in a DataError)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def split_key(key) -> tuple[int, int]:
