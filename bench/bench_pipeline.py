@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 
 import torch
@@ -74,7 +73,7 @@ def _bench_one(pipeline: str, quick: bool) -> dict:
 def run(quick: bool = False) -> dict:
     """Time both pipelines; returns {"device": {...}, "workers": {...}, plus context}."""
     res = {p: _bench_one(p, quick) for p in ("device", "workers")}
-    res.update(quick=quick, torch_threads=torch.get_num_threads(), workers=2,
+    res.update(quick=quick, torch_threads=torch.get_num_threads(), n_workers=2,
                torch=torch.__version__, extrapolated=quick)
     return res
 
@@ -107,4 +106,4 @@ if __name__ == "__main__":
     result = run(quick=args.quick)
     print(markdown(result))
     if args.json:
-        print(json.dumps(result, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
+        print(json.dumps(result, indent=2))

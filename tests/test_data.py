@@ -124,6 +124,7 @@ def test_digits_sizes_split_and_normalisation():
     # the test holdout does not depend on the run seed; the val split does
     b2 = load_data("digits", model="mlp", batch_size=100, seed=1)
     assert torch.equal(collect(b.test)[0], collect(b2.test)[0])
+    assert len(load_data("digits", model="mlp", batch_size=100, seed=0, eval_batch_size=50).test) == 8
     assert not torch.equal(collect(b.val)[0], collect(b2.val)[0])
 
 

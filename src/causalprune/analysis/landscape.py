@@ -105,8 +105,10 @@ def save_surface(surface: Mapping[str, np.ndarray], npz_path, png_path, title: s
     np.savez(buf, alpha=alpha, beta=beta, loss=loss)
     write_bytes(npz_path, buf.getvalue())
 
-    # Clip at 0 so that a slightly negative loss (e.g. a custom loss) does not give NaN.
+    # Clip at 0 so that a slightly negative loss (e.g. a custom loss) does not give NaN, and leave
+    # diverged points (inf/NaN) as holes rather than letting them break the colour scale.
     z = np.log1p(np.clip(loss, 0.0, None))
+    z = np.where(np.isfinite(z), z, np.nan)
     A, B = np.meshgrid(alpha, beta, indexing="ij")
     fig = new_figure(11, 4.6)
     ax3 = fig.add_subplot(1, 2, 1, projection="3d")
@@ -114,10 +116,13 @@ def save_surface(surface: Mapping[str, np.ndarray], npz_path, png_path, title: s
     ax3.set_xlabel("alpha (direction 1)")
     ax3.set_ylabel("beta (direction 2)")
     ax3.set_zlabel("log(1 + loss)")
+    ax3.locator_params(axis="x", nbins=5)
+    ax3.locator_params(axis="y", nbins=5)
     ax2 = fig.add_subplot(1, 2, 2)
     cs = ax2.contourf(A, B, z, levels=20, cmap="viridis")
     ax2.contour(A, B, z, levels=20, colors="k", linewidths=0.3)
-    ax2.plot([0], [0], marker="*", color="red", markersize=10, linestyle="none")
+    ax2.plot([0], [0], marker="*", color="red", markersize=10, linestyle="none", label="trained weights")
+    ax2.legend(loc="upper right", fontsize="small")
     ax2.set_xlabel("alpha (direction 1)")
     ax2.set_ylabel("beta (direction 2)")
     ax2.set_aspect("equal")

@@ -151,25 +151,24 @@ def load_data(name: str, *, model: str, batch_size: int, seed: int, val_frac: fl
     spec = InputSpec(src.channels, default_size(model, name, src.size), src.num_classes)
     train_idx, val_idx = split_indices(len(src.train), val_frac, seed)
     kind = _choose_pipeline(pipeline, name, info, src)
-    dev = _resolve_device(device)
-    finish = Finisher(src.mean, src.std, src.scale, src.size, spec.size, dev)
-    ebs = int(eval_batch_size or batch_size)
+    finish = Finisher(src.mean, src.std, src.scale, src.size, spec.size, _resolve_device(device))
+    sizes = int(batch_size), int(eval_batch_size or batch_size)
+    parts = _make_batches(kind, src, finish, (train_idx, val_idx), sizes, workers)
+    return DataBundle(*parts, spec=spec, name=name, source=src.origin, pipeline=kind)
+
+
+def _make_batches(kind: str, src: Source, finish: Finisher, split, sizes, workers: int):
+    """(train, val, test) Batches of the chosen pipeline; only training batches shuffle and flip."""
+    (train_idx, val_idx), (bs, ebs) = split, sizes
     if kind == "device":
         train_all = src.train if isinstance(src.train, ArraySet) else materialise(src.train, workers, "decoding train")
         test = src.test if isinstance(src.test, ArraySet) else materialise(src.test, workers, "decoding test")
-
-        def make(data, bs, train):
-            return DeviceBatches(data, bs, finish, shuffle=train, flip=train and src.flip)
-
-        parts = make(train_all.subset(train_idx), batch_size, True), make(train_all.subset(val_idx), ebs, False), \
-            make(test, ebs, False)
-    else:
-        def make(data, bs, train):
-            return LoaderBatches(data, bs, finish, shuffle=train, flip=train and src.flip, workers=workers)
-
-        parts = make(src.train.subset(train_idx), batch_size, True), \
-            make(_eval_view(src.train).subset(val_idx), ebs, False), make(src.test, ebs, False)
-    return DataBundle(*parts, spec=spec, name=name, source=src.origin, pipeline=kind)
+        return (DeviceBatches(train_all.subset(train_idx), bs, finish, shuffle=True, flip=src.flip),
+                DeviceBatches(train_all.subset(val_idx), ebs, finish),
+                DeviceBatches(test, ebs, finish))
+    return (LoaderBatches(src.train.subset(train_idx), bs, finish, shuffle=True, flip=src.flip, workers=workers),
+            LoaderBatches(_eval_view(src.train).subset(val_idx), ebs, finish, workers=workers),
+            LoaderBatches(src.test, ebs, finish, workers=workers))
 
 
 def _eval_view(data):

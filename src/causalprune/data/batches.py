@@ -100,6 +100,7 @@ class DeviceBatches(_BatchesBase):
     def epoch(self, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order, flips, _ = epoch_plan(self.num_samples, seed, self.shuffle, self.flip)
         order = order.to(self.finisher.device)
+        flips = None if flips is None else flips.to(self.finisher.device)
         bs = self.batch_size
         for start in range(0, self.num_samples, bs):
             if self.shuffle:
