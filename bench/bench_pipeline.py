@@ -1,7 +1,8 @@
 """Seconds per training epoch of LeNet on Fashion-MNIST: device-resident batches vs DataLoader workers.
 
 One epoch = forward + backward + SGD step over every training batch (batch 512, as in the paper),
-on the CPU, both pipelines in the same process. Also reported: the pipeline alone (an epoch of
+on the CPU, both pipelines in the same process, their steps interleaved in chunks so that a drift in
+the machine's load hits both alike. Also reported: the pipeline alone (an epoch of
 batches without a model), which is the overhead the training step has to hide.
 
     .venv/bin/python bench/bench_pipeline.py [--quick]
@@ -25,12 +26,14 @@ from causalprune.models import build_model
 __all__ = ["run", "markdown"]
 
 BATCH = 512
-QUICK_BATCHES = 2  # "a few hundred samples": 2 x 256
-WARMUP_STEPS = 2
+QUICK_BATCHES = 3  # "a few hundred samples": 3 x 128
+WARMUP_STEPS = 1
+CHUNK = 4          # steps of one pipeline before switching to the other
+PIPELINES = ("device", "workers")
 
 
 def _load(pipeline: str, quick: bool):
-    kw = dict(model="lenet", batch_size=256 if quick else BATCH, seed=0, pipeline=pipeline, workers=2)
+    kw = dict(model="lenet", batch_size=128 if quick else BATCH, seed=0, pipeline=pipeline, workers=2)
     try:
         return load_data("fashion-mnist", **kw)
     except DataError:
@@ -39,42 +42,55 @@ def _load(pipeline: str, quick: bool):
         return load_data("synthetic", synthetic_shape=(1, 28, 28), synthetic_samples=600, **kw)
 
 
-def _time_epoch(bundle, model, max_batches: int | None, train: bool, seed: int) -> tuple[float, int]:
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    steps, t0 = 0, time.perf_counter()
-    for x, y in bundle.train.epoch(seed):
-        if train:
-            opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-        steps += 1
-        if max_batches and steps >= max_batches:
-            break
-    return time.perf_counter() - t0, steps
+def _step(model, opt, x, y) -> None:
+    opt.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
 
 
-def _bench_one(pipeline: str, quick: bool) -> dict:
-    t0 = time.perf_counter()
-    bundle = _load(pipeline, quick)
-    load_s = time.perf_counter() - t0
-    torch.manual_seed(0)
-    model = build_model("lenet", bundle.spec)
-    _time_epoch(bundle, model, WARMUP_STEPS, True, seed=99)  # starts the workers, warms the kernels
-    limit = QUICK_BATCHES if quick else None
-    train_s, steps = _time_epoch(bundle, model, limit, True, seed=1)
-    data_s, _ = _time_epoch(bundle, model, limit, False, seed=2)
-    scale = len(bundle.train) / steps  # extrapolation to a full epoch (1.0 unless quick)
-    return {"pipeline": bundle.pipeline, "load_s": load_s, "steps_timed": steps,
-            "train_epoch_s": train_s * scale, "data_epoch_s": data_s * scale,
-            "data": bundle.name, "source": bundle.source, "train_samples": bundle.train.num_samples,
-            "batches_per_epoch": len(bundle.train), "batch_size": bundle.train.batch_size}
+def _interleaved(bundles: dict, models: dict | None, seed: int, max_batches: int | None) -> tuple[dict, dict]:
+    """Run one epoch of every pipeline, alternating CHUNK steps of each, and time each pipeline's
+    share. Alternating makes the comparison fair on a shared machine whose load drifts."""
+    its = {p: iter(b.train.epoch(seed)) for p, b in bundles.items()}
+    opts = {p: torch.optim.SGD(m.parameters(), lr=1e-3) for p, m in models.items()} if models else {}
+    secs, steps, active = dict.fromkeys(bundles, 0.0), dict.fromkeys(bundles, 0), list(bundles)
+    while active:
+        for p in list(active):
+            t0 = time.perf_counter()
+            for _ in range(CHUNK):
+                batch = next(its[p], None)
+                if batch is None or (max_batches and steps[p] >= max_batches):
+                    active.remove(p)
+                    break
+                if models:
+                    _step(models[p], opts[p], *batch)
+                steps[p] += 1
+            secs[p] += time.perf_counter() - t0
+    return secs, steps
 
 
 def run(quick: bool = False) -> dict:
     """Time both pipelines; returns {"device": {...}, "workers": {...}, plus context}."""
-    res = {p: _bench_one(p, quick) for p in ("device", "workers")}
+    bundles, res = {}, {}
+    for p in PIPELINES:
+        t0 = time.perf_counter()
+        bundles[p] = _load(p, quick)
+        res[p] = {"pipeline": bundles[p].pipeline, "load_s": time.perf_counter() - t0}
+    models = {}
+    for p, b in bundles.items():
+        torch.manual_seed(0)
+        models[p] = build_model("lenet", b.spec)
+    _interleaved(bundles, models, seed=99, max_batches=WARMUP_STEPS)  # start workers, warm kernels
+    limit = QUICK_BATCHES if quick else None
+    train_s, steps = _interleaved(bundles, models, seed=1, max_batches=limit)
+    data_s, _ = _interleaved(bundles, None, seed=2, max_batches=limit)
+    for p, b in bundles.items():
+        scale = len(b.train) / steps[p]  # extrapolation to a full epoch (1.0 unless quick)
+        res[p].update(steps_timed=steps[p], train_epoch_s=train_s[p] * scale, data_epoch_s=data_s[p] * scale,
+                      data=b.name, source=b.source, train_samples=b.train.num_samples,
+                      batches_per_epoch=len(b.train), batch_size=b.train.batch_size)
     res.update(quick=quick, torch_threads=torch.get_num_threads(), n_workers=2,
-               torch=torch.__version__, extrapolated=quick)
+               torch=torch.__version__, extrapolated=quick, chunk=CHUNK)
     return res
 
 

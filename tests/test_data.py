@@ -435,3 +435,40 @@ def test_loader_batches_len_and_partial_batch():
     lb = LoaderBatches(ArraySet(images, torch.zeros(23)), 10, fin, shuffle=True, workers=0)
     sizes = [len(x) for x, _ in lb.epoch(1)]
     assert len(lb) == 3 and sizes == [10, 10, 3]
+
+
+
+def test_imagenet_crops_follow_the_epoch_seed(tmp_path):
+    import random
+
+    from causalprune.data.imagenet import MEAN, STD, ImageNetSet, random_resized_box
+    for seed in range(200):
+        left, top, w, h = random_resized_box(300, 260, random.Random(seed))
+        assert 0 <= left and left + w <= 300 and 0 <= top and top + h <= 260 and w > 0 and h > 0
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"{i}.JPEG")
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (260, 300, 3), dtype=np.uint8)).save(paths[-1])
+    data = ImageNetSet([str(p) for p in paths], torch.arange(4), train=True)
+    fin = Finisher(MEAN, STD, 1 / 255, 224, 224, "cpu")
+    lb = LoaderBatches(data, 2, fin, shuffle=True, flip=True, workers=0)
+    a, b, c = collect(lb, 3), collect(lb, 3), collect(lb, 4)
+    assert a[0].shape == (4, 3, 224, 224) and torch.equal(a[0], b[0]) and not torch.equal(a[0], c[0])
+    ev = data.eval_view()
+    assert not ev.needs_seed and data.needs_seed
+    assert torch.equal(ev[(1, 5)][0], ev[(1, 6)][0]) and ev[1][0].shape == (3, 224, 224)  # centre crop
+
+
+@pytest.mark.slow
+def test_bench_pipeline_quick_reports_both_pipelines():
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_pipeline.py"
+    spec = importlib.util.spec_from_file_location("bench_pipeline", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    res = bench.run(quick=True)
+    for p in ("device", "workers"):
+        assert res[p]["pipeline"] == p and res[p]["steps_timed"] == bench.QUICK_BATCHES
+        assert res[p]["train_epoch_s"] > 0 and res[p]["data_epoch_s"] > 0
+    table = bench.markdown(res)
+    assert "| device |" in table and "| workers (2 workers) |" in table

@@ -76,7 +76,7 @@ class _BatchesBase:
         self.flip = flip
 
     def __len__(self) -> int:
-        # The last partial batch counts (paper: T = 980 = 10 * ceil(45000/512) ... on CIFAR-10).
+        # The last partial batch counts: the paper's T = 980 on CIFAR-10 is 10 epochs x ceil(50000/512).
         return math.ceil(self.num_samples / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
