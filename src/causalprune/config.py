@@ -118,12 +118,26 @@ class Config:
             raise ConfigError(f"--mag-prune-frac must be in [0, 1) (got {self.mag_prune_frac})")
         if self.target_sparsity >= 1:
             raise ConfigError(f"--target-sparsity must be in [0, 1) (got {self.target_sparsity})")
+        for f in fields(self):  # NaN passes every comparison below, and would silently poison a run
+            if f.type == "float" and not math.isfinite(getattr(self, f.name)):
+                raise ConfigError(f"--{_flag(f.name)} must be a finite number (got {getattr(self, f.name)})")
         if self.lasso_power_t < 0 or self.min_delta < 0:
             raise ConfigError("--lasso-power-t and --min-delta must be >= 0")
         if self.method == "causal" and self.n_iter > 0 and self.n_prune == 0:
             raise ConfigError("causal pruning needs --n-prune >= 1 (the recorded SGD epochs)")
         if self.match_layers and self.method not in ("magnitude", "random"):
             raise ConfigError("--match-layers only applies to --method magnitude or random")
+        if self.match_layers and not Path(self.match_layers).is_dir():
+            raise ConfigError(f"--match-layers {self.match_layers} is not a run folder")
+        if self.record_budget:
+            from .record import parse_bytes
+
+            try:
+                if parse_bytes(self.record_budget) <= 0:
+                    raise ValueError
+            except (ValueError, OverflowError):
+                raise ConfigError(f"--record-budget must be an amount of memory such as 8GB or 512MB "
+                                  f"(got {self.record_budget!r})") from None
         return self
 
     # ---------------------------------------------------------------------------------------------
@@ -187,7 +201,7 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
         if not isinstance(value, (str, int, float)):
             raise ValueError(value)
         return str(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: float(10**400), int(1e400)
         raise ConfigError(f"setting {f.name!r} must be a {typ} (got {value!r})") from exc
 
 
@@ -210,12 +224,16 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     import yaml
 
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8", errors="replace")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist or is not a file")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path} ({exc.strerror or exc})") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+    # ValueError: YAML dates that do not exist (2001-13-45); RecursionError: absurd nesting.
+    except (json.JSONDecodeError, yaml.YAMLError, ValueError, RecursionError) as exc:
         raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
                           f"{str(exc).splitlines()[0]}") from exc
     if data is None:

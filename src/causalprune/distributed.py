@@ -1,15 +1,47 @@
-"""Process-group helpers. Without ``torchrun`` every function is a cheap no-op, so the
-single-process code path is the multi-process one with a world of size 1."""
+"""Multi-process training under ``torchrun`` (DDP). Without a process group every function is a
+cheap no-op, so the single-process code path is the multi-process one with a world of size 1.
+
+How a run is split (world W, global batch B = ``--batch-size``):
+
+* Every rank walks the *same* sequence of global batches (the plan is a pure function of the
+  seed) and trains on its contiguous share of each one (:func:`local_batches`), so the data seen
+  per optimizer step equals the single-process run's.
+* Gradients are averaged by :class:`~torch.nn.parallel.DistributedDataParallel` (its bucketed
+  all-reduce overlaps the backward pass). Each rank's loss is ``sum over its share * W / B``
+  (:func:`batch_loss`): the DDP average of those gradients is then exactly the gradient of the
+  global batch's mean loss, even when the shares differ in size (last partial batch, B not
+  divisible by W), and the mean over ranks of the per-rank losses is the global mean loss,
+  which is what the recorder stores as L_t (method-facts §7: never rank 0's local loss).
+* The per-layer Lasso fits are spread over the ranks (``distributed_lasso.py``); masks are
+  broadcast from rank 0 and checked on every rank before they are applied
+  (:func:`agree_on_masks`). Only rank 0 writes the run folder.
+"""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Iterator
+
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
 
-from .masks import Masks
+from .errors import ConfigError, MaskError
+from .masks import Masks, save_masks
 
-__all__ = ["is_dist", "rank", "world_size", "is_main", "barrier", "wrap_optimizer", "agree_on_masks",
-           "causal_decision"]
+__all__ = ["is_dist", "rank", "world_size", "local_rank", "is_main", "barrier", "init_from_env",
+           "local_device", "comm_device", "wrap_model", "wrap_optimizer", "rank_seed", "shard_bounds",
+           "local_batches", "batch_loss", "mean_over_ranks", "sum_over_ranks", "sync_buffers",
+           "main_first", "broadcast_tensor", "agree_on_masks", "debug_dump_masks", "recorded_layers",
+           "causal_decision", "DEBUG_MASKS_ENV"]
+
+#: Set to a folder to make every rank save the masks it is about to apply (for tests/debugging).
+DEBUG_MASKS_ENV = "CAUSALPRUNE_DEBUG_RANK_MASKS"
 
 
 def is_dist() -> bool:
@@ -24,27 +56,253 @@ def world_size() -> int:
     return dist.get_world_size() if is_dist() else 1
 
 
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def is_main() -> bool:
     return rank() == 0
 
 
+def _nccl() -> bool:
+    return is_dist() and dist.get_backend() == "nccl"
+
+
+def comm_device() -> torch.device:
+    """Where collective tensors must live: the rank's GPU under NCCL, else the CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if _nccl() else torch.device("cpu")
+
+
 def barrier() -> None:
     if is_dist():
-        dist.barrier()
+        dist.barrier(device_ids=[torch.cuda.current_device()]) if _nccl() else dist.barrier()
 
 
-def wrap_optimizer(opt: torch.optim.Optimizer, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """Single process: the optimizer itself."""
+def init_from_env(device: str = "auto") -> bool:
+    """Join the process group described by torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
+    MASTER_ADDR, MASTER_PORT); True when running distributed. NCCL when the run uses CUDA, gloo
+    otherwise (``CAUSALPRUNE_DIST_BACKEND`` overrides). Safe to call more than once."""
+    if is_dist():
+        return True
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        raise ConfigError(f"WORLD_SIZE is set but {', '.join(missing)} is not; start multi-process runs with "
+                          "`torchrun --nproc_per_node N -m causalprune run ...`")
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    kwargs = {}
+    if use_cuda:
+        if local_rank() >= torch.cuda.device_count():
+            raise ConfigError(f"LOCAL_RANK {local_rank()} but only {torch.cuda.device_count()} GPUs are visible; "
+                              "use --nproc_per_node <= the number of GPUs per node")
+        torch.cuda.set_device(local_rank())
+        kwargs["device_id"] = torch.device("cuda", local_rank())
+    backend = os.environ.get("CAUSALPRUNE_DIST_BACKEND") or ("nccl" if use_cuda else "gloo")
+    # Generous: the other ranks wait in a collective while one rank fits its largest layer.
+    minutes = float(os.environ.get("CAUSALPRUNE_DIST_TIMEOUT_MIN", "120"))
+    dist.init_process_group(backend=backend, timeout=timedelta(minutes=minutes), **kwargs)
+    atexit.register(_shutdown)
+    return True
+
+
+def _shutdown() -> None:
+    if is_dist():
+        dist.destroy_process_group()
+
+
+def local_device(device: torch.device) -> torch.device:
+    """Under DDP, ``cuda`` means this rank's GPU (``cuda:LOCAL_RANK``)."""
+    if is_dist() and device.type == "cuda" and device.index is None:
+        return torch.device("cuda", local_rank())
+    return device
+
+
+def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """The module to train through: ``model`` itself, or a DDP wrapper around it (same parameters).
+
+    Call after the masks are in place (``weight_orig``/``weight_mask``): DDP registers the
+    parameters that exist when it is built. On CUDA, BatchNorm becomes SyncBatchNorm so that batch
+    statistics are those of the global batch (as in a single process); on CPU (gloo) BatchNorm
+    keeps per-rank statistics and :func:`sync_buffers` averages its running buffers every epoch.
+    """
+    if not is_dist():
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    if device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # broadcast_buffers=False: the masks are buffers as large as the weights; re-sending them at
+    # every forward would double the traffic, and agree_on_masks() checks them explicitly.
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+
+
+def wrap_optimizer(opt: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:
+    """The optimizer itself: DDP (see :func:`wrap_model`) already all-reduces the gradients."""
     return opt
 
 
-def agree_on_masks(masks: Masks) -> Masks:
-    """Single process: the masks themselves."""
-    return masks
+def rank_seed(seed: int) -> int:
+    """Seed for dropout and other in-model randomness: rank 0 keeps ``seed`` (so a 1-process run is
+    unchanged); other ranks get distinct streams, else their shares would share dropout masks."""
+    r = rank()
+    return seed if r == 0 else (seed * 1_000_003 + 7919 * r + 17) % (2**31 - 1)
 
 
-def causal_decision(rec, cfg, generator):
-    from .methods import causal_decision as decide
+def shard_bounds(n: int, r: int | None = None, w: int | None = None) -> tuple[int, int]:
+    """Rank ``r``'s contiguous share ``[lo, hi)`` of a batch of ``n`` samples (sizes differ by <= 1)."""
+    r = rank() if r is None else r
+    w = world_size() if w is None else w
+    base, extra = divmod(n, w)
+    lo = r * base + min(r, extra)
+    return lo, lo + base + (1 if r < extra else 0)
 
-    return decide(rec, cfg, generator)
 
+def local_batches(batches, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """(x, y, n_global) of this rank's share of every global batch of ``batches.epoch(seed)``."""
+    w = world_size()
+    for x, y in batches.epoch(seed):
+        n = int(y.shape[0])
+        if w == 1:
+            yield x, y, n
+        else:
+            lo, hi = shard_bounds(n)
+            yield x[lo:hi], y[lo:hi], n
+
+
+def batch_loss(out: torch.Tensor, y: torch.Tensor, n_global: int) -> torch.Tensor:
+    """Mean cross-entropy of the global batch, as this rank's contribution (see module doc)."""
+    if not is_dist():
+        return F.cross_entropy(out, y)
+    return F.cross_entropy(out, y, reduction="sum") * (world_size() / n_global)
+
+
+def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """Element-wise mean over ranks (identity in one process); same device as ``t``."""
+    if not is_dist():
+        return t
+    buf = t.detach().to(comm_device(), copy=True)
+    dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+    return (buf / world_size()).to(t.device)
+
+
+def sum_over_ranks(*values: float) -> list[float]:
+    """Sums over ranks of a few numbers (float64); the numbers themselves in one process."""
+    if not is_dist():
+        return list(values)
+    buf = torch.tensor(values, dtype=torch.float64, device=comm_device())
+    dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+    return buf.tolist()
+
+
+@torch.no_grad()
+def sync_buffers(model: nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over ranks; masks excluded
+    (they are agreed on explicitly). A no-op for models without such buffers."""
+    if not is_dist():
+        return
+    model = getattr(model, "module", model)
+    bufs = [b for n, b in model.named_buffers() if b.is_floating_point() and not n.endswith("_mask")]
+    if not bufs:
+        return
+    flat = torch.cat([b.reshape(-1).to(comm_device(), torch.float64) for b in bufs])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= world_size()
+    i = 0
+    for b in bufs:
+        b.copy_(flat[i:i + b.numel()].view_as(b))
+        i += b.numel()
+
+
+@contextlib.contextmanager
+def main_first() -> Iterator[None]:
+    """Rank 0 runs the block first (e.g. a data download), then the others."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
+
+
+_DTYPES = [torch.uint8, torch.bool, torch.int32, torch.int64, torch.float16, torch.bfloat16, torch.float32,
+           torch.float64]
+
+
+def broadcast_tensor(t: torch.Tensor | None, src: int) -> torch.Tensor:
+    """Send ``t`` from rank ``src`` to all ranks (shape and dtype travel in a header); returns
+    the tensor on :func:`comm_device` on every rank (``t`` itself in one process)."""
+    if not is_dist():
+        assert t is not None
+        return t
+    dev = comm_device()
+    header = torch.zeros(10, dtype=torch.int64, device=dev)
+    if rank() == src:
+        t = t.detach().contiguous()
+        if t.dim() > 8:
+            raise ValueError("broadcast_tensor supports at most 8 dimensions")
+        header[0], header[1] = _DTYPES.index(t.dtype), t.dim()
+        header[2:2 + t.dim()] = torch.tensor(t.shape, dtype=torch.int64)
+    dist.broadcast(header, src)
+    h = header.tolist()
+    shape, dtype = tuple(h[2:2 + h[1]]), _DTYPES[h[0]]
+    buf = t.to(dev, copy=True) if rank() == src else torch.empty(shape, dtype=dtype, device=dev)
+    dist.broadcast(buf, src)
+    return buf
+
+
+def debug_dump_masks(tag: str, masks: Masks) -> None:
+    """With ``$CAUSALPRUNE_DEBUG_RANK_MASKS`` set to a folder, save this rank's masks there as
+    ``rank<r>-<tag>.safetensors`` (each rank its own file; never inside the run folder)."""
+    folder = os.environ.get(DEBUG_MASKS_ENV)
+    if folder and tag:
+        save_masks(Path(folder) / f"rank{rank()}-{tag}.safetensors", masks)
+
+
+def agree_on_masks(masks: Masks, tag: str = "") -> Masks:
+    """Broadcast rank 0's masks; every rank checks that its own equal them before anything is
+    applied, and all ranks raise MaskError together (naming the layer and ranks) if any differ."""
+    debug_dump_masks(tag, masks)
+    if not is_dist():
+        return masks
+    keys = list(masks)
+    ref_keys: list = [keys]
+    dist.broadcast_object_list(ref_keys, src=0)
+    names_ok = [None] * world_size()
+    dist.all_gather_object(names_ok, ref_keys[0] == keys)
+    if not all(names_ok):
+        raise MaskError(f"ranks {[r for r, ok in enumerate(names_ok) if not ok]} hold masks for other layers than "
+                        "rank 0; the masks were not applied. Every rank must build the same model")
+    out: Masks = {}
+    first_bad = len(keys)
+    for i, k in enumerate(keys):
+        mine = masks[k].to(torch.uint8)
+        ref = broadcast_tensor(mine if is_main() else None, 0)
+        if first_bad == len(keys) and not torch.equal(ref.cpu(), mine.cpu()):
+            first_bad = i
+        out[k] = ref.to(masks[k].device)
+    report = [None] * world_size()
+    dist.all_gather_object(report, first_bad)
+    bad = sorted(r for r, b in enumerate(report) if b != len(keys))
+    if bad:
+        layer = keys[min(report[r] for r in bad)]
+        raise MaskError(f"ranks {bad} disagree with rank 0 on the mask of {layer}; the masks were not applied. "
+                        "This is a bug (or ranks running different code or data): report it with this message")
+    return out
+
+
+def recorded_layers(masks: Masks, cfg) -> set[str] | None:
+    """The layers this rank records and fits (None = all): with a per-layer Lasso each layer
+    lives on one rank only, so the recording memory is split across ranks too."""
+    if not is_dist() or cfg.scope != "layer":
+        return None
+    from .distributed_lasso import assign_layers
+
+    owners = assign_layers({k: int(m.sum()) for k, m in masks.items()}, world_size())
+    return {k for k, r in owners.items() if r == rank()}
+
+
+def causal_decision(rec, cfg, generator: torch.Generator):
+    """``methods.causal_decision`` with the per-layer fits spread over the ranks."""
+    from .distributed_lasso import distributed_causal_decision
+
+    return distributed_causal_decision(rec, cfg, generator)

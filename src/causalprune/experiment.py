@@ -16,7 +16,6 @@ ends with the same masks and metrics as one that was never interrupted.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -26,16 +25,21 @@ import torch
 from . import distributed as ddp
 from .config import Config, diff_configs
 from .data import load_data
-from .errors import ConfigError
-from .masks import (Masks, apply_masks, check_not_empty, combine, current_masks,
+from .errors import CheckpointError, ConfigError
+from .masks import (Masks, apply_masks, check_fit, check_not_empty, combine, current_masks,
                     ones_masks, prunable_modules, read_masks, save_masks, sparsity, weight_of)
 from .methods import causal_decision, layer_target_counts, magnitude_decision, random_decision
 from .models import build_model
+from .online import OnlineCausal
+from .structure import structure_report
 from .paths import RunPaths
 from .record import Recorder, format_bytes, parse_bytes
 from .runstate import RunState
-from .storage import load_checkpoint, read_json, save_checkpoint, save_tensors, write_json
+from .storage import (clear_folder, load_checkpoint, lock_folder, read_json, remove_stale_temporaries,
+                      save_checkpoint, save_tensors, write_json)
+from .testhooks import pause_callbacks, pause_point
 from .summary import build_summary
+from .tblog import TensorBoardLog
 from .train import EarlyStopping, epoch_seed, evaluate, train_epoch
 
 __all__ = ["Experiment", "resolve_device", "prepare_run_dir"]
@@ -55,6 +59,10 @@ def resolve_device(name: str) -> torch.device:
 def prepare_run_dir(cfg: Config, overwrite: bool) -> RunPaths:
     """Create the run folder, or check that an existing one holds the same configuration."""
     paths = RunPaths(cfg.run_dir())
+    if ddp.is_main():
+        # One process per run folder; then any temporary file in it is a killed writer's leftover.
+        lock_folder(paths.lock)
+        remove_stale_temporaries(paths.root)
     if paths.config.exists() and not overwrite:
         saved = read_json(paths.config)
         differing = diff_configs(saved, cfg)
@@ -63,7 +71,7 @@ def prepare_run_dir(cfg: Config, overwrite: bool) -> RunPaths:
             raise ConfigError(f"{paths.root} holds a run with different settings: {detail}; "
                               "pass --overwrite to start it afresh or change --out")
     elif overwrite and paths.root.exists() and ddp.is_main():
-        shutil.rmtree(paths.root)
+        clear_folder(paths.root, keep=paths.lock)
     ddp.barrier()
     if ddp.is_main():
         paths.root.mkdir(parents=True, exist_ok=True)
@@ -76,19 +84,24 @@ class Experiment:
 
     def __init__(self, cfg: Config, *, overwrite: bool = False, log: Callable[[str], None] = print):
         self.cfg = cfg.validate()
+        ddp.init_from_env(cfg.device)  # under torchrun: join the process group (no-op otherwise)
         self.log = log if ddp.is_main() else (lambda msg: None)
-        self.device = resolve_device(cfg.device)
+        self.device = ddp.local_device(resolve_device(cfg.device))
+        self.tb = TensorBoardLog(cfg.tensorboard, RunPaths(cfg.run_dir()).tensorboard, cfg.n_prune)  # before any file
         self.paths = prepare_run_dir(cfg, overwrite)
         self.state = RunState(self.paths)
+        self.state.log = self.tb.wrap(self.state.log)  # --tensorboard: every metrics row also as a scalar
         self.t0 = time.time()
         torch.manual_seed(cfg.seed)  # before building the model, so initialisation is seeded
-        self.data = load_data(cfg.dataset, model=cfg.model, batch_size=cfg.batch_size, seed=cfg.seed,
-                              val_frac=cfg.val_frac, data_dir=cfg.data_dir or None, device=self.device,
-                              pipeline=cfg.pipeline, workers=cfg.workers)
+        with ddp.main_first():  # rank 0 downloads/unpacks the data before the other ranks read it
+            self.data = load_data(cfg.dataset, model=cfg.model, batch_size=cfg.batch_size, seed=cfg.seed,
+                                  val_frac=cfg.val_frac, data_dir=cfg.data_dir or None, device=self.device,
+                                  pipeline=cfg.pipeline, workers=cfg.workers)
         self.model = build_model(cfg.model, self.data.spec).to(self.device)
         # Every model carries torch.nn.utils.prune masks from the start (all ones), so that the
         # state_dict has the same keys (weight_orig/weight_mask) at every stage.
         apply_masks(self.model, ones_masks(self.model))
+        self.net = ddp.wrap_model(self.model, self.device)  # trained through (DDP under torchrun)
         self.callbacks: list = []
 
     # -- small helpers --------------------------------------------------------------------------
@@ -97,13 +110,26 @@ class Experiment:
             save_checkpoint(path, {"model": self.model.state_dict(), **extra})
 
     def _load(self, path: Path) -> dict:
-        ck = load_checkpoint(path, self.device)
+        try:
+            ck = load_checkpoint(path, self.device)
+        except CheckpointError as exc:
+            # Deleting a finished stage's file does not make the run redo that stage: say so.
+            raise CheckpointError(f"cannot resume {self.paths.root}: {exc}. Restore the file, or pass "
+                                  "--overwrite to recompute this run from the start") from exc
         self.model.load_state_dict(ck["model"])
         return ck
+
+    def _drop(self, epoch_file: Callable[[int], Path], upto: int) -> None:
+        """Delete the epoch checkpoints 1..upto once state.json no longer points at them."""
+        if ddp.is_main():
+            for ep in range(1, upto + 1):
+                epoch_file(ep).unlink(missing_ok=True)
 
     def _commit(self, **updates: Any) -> None:
         if ddp.is_main():
             self.state.commit(wall_seconds=self.state["wall_seconds"] + time.time() - self.t0, **updates)
+        else:
+            self.state.data.update(updates)  # DDP: the other ranks' view of the progress stays current
         self.t0 = time.time()
         ddp.barrier()
 
@@ -121,6 +147,8 @@ class Experiment:
         if self.state["done"] and self.paths.summary.exists():
             self.log("already finished; nothing to do")
             return read_json(self.paths.summary)
+        if cfg.match_layers and cfg.n_iter:
+            self._layer_targets(1)  # a missing or unfitting reference run fails now, not after pretraining
         self.pretrain()
         for it in range(1, cfg.n_iter + 1):
             self.prune_iteration(it)
@@ -134,18 +162,20 @@ class Experiment:
         opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr_train)
         done = self.state["pretrain_epochs_done"]
         if done:
-            ck = self._load(self.paths.checkpoints / "pre_last.pt")
+            ck = self._load(self.paths.pre_epoch(done))
             opt.load_state_dict(ck["optim"])
         for ep in range(done + 1, cfg.n_pre + 1):
-            res = train_epoch(self.model, self.data.train, ddp.wrap_optimizer(opt, self.model),
+            res = train_epoch(self.net, self.data.train, ddp.wrap_optimizer(opt, self.model),
                               seed=epoch_seed(cfg.seed, _PRE, ep), max_steps=self._max_steps(),
-                              desc=f"pretrain {ep}/{cfg.n_pre}")
+                              desc=f"pretrain {ep}/{cfg.n_pre}", callbacks=pause_callbacks("pretrain", ep))
             self.state.log("pre", 0, ep, res.steps, "train_loss", res.loss)
             self.log(f"pretrain epoch {ep}/{cfg.n_pre}: train loss {res.loss:.4f}")
-            self._save(self.paths.checkpoints / "pre_last.pt", optim=opt.state_dict())
+            self._save(self.paths.pre_epoch(ep), optim=opt.state_dict())
             self._commit(pretrain_epochs_done=ep)
+            self._drop(self.paths.pre_epoch, ep - 1)
         self._save(self.paths.pretrained)
         self._commit(pretrain_done=True)
+        self._drop(self.paths.pre_epoch, cfg.n_pre)
 
     def prune_iteration(self, it: int) -> None:
         cfg = self.cfg
@@ -157,7 +187,7 @@ class Experiment:
         new = combine(old, keep)
         check_not_empty(new, cfg.allow_empty_layers,
                         "use a smaller --l1-coeff" if cfg.method == "causal" else "lower the pruning fraction")
-        new = ddp.agree_on_masks(new)
+        new = ddp.agree_on_masks(new, tag=f"iter_{it:02d}")
         # Rewind (Algorithm 1 line 7): survivors and all biases back to the pretrained weights.
         self._load(self.paths.pretrained)
         apply_masks(self.model, new)
@@ -172,6 +202,7 @@ class Experiment:
             save_masks(self.paths.masks(it), new)
             if gammas:
                 save_tensors(self.paths.gammas(it), gammas)
+            self.tb.iteration(it, new, gammas)
         self._save(self.paths.pruned(it))
         self._commit(iterations_done=it, iterations=self.state["iterations"] + [info])
 
@@ -184,23 +215,29 @@ class Experiment:
             return old, {}, 0
         rec = None
         t0 = time.time()
-        if cfg.method == "causal":
+        if cfg.method == "causal" and cfg.solver == "online":  # streams eq. (9): stores nothing per step
+            rec = OnlineCausal(self.model, old, cfg, device=self.device)
+            self.log(f"iteration {it}: online Lasso over {rec.width:,} live weights "
+                     f"= {format_bytes(rec.held_bytes())}")
+        elif cfg.method == "causal":
             steps = cfg.n_prune * self._steps_per_epoch()
             budget = parse_bytes(cfg.record_budget) if cfg.record_budget else None
             rec = Recorder(self.model, old, lr=cfg.lr_prune, max_steps=steps, dtype=cfg.record_dtype,
-                           device=self.device, budget_bytes=budget)
-            self.log(f"iteration {it}: recording {steps} steps x {rec.width:,} live weights "
-                     f"= {format_bytes(rec.held_bytes())} ({cfg.record_dtype})")
+                           device=self.device, budget_bytes=budget, layers=ddp.recorded_layers(old, cfg),
+                           spill_path=self.paths.spill(it, ddp.rank()))
+            self.log(f"iteration {it}: {rec.describe()}")
         opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr_prune, momentum=cfg.momentum)
         for ep in range(1, cfg.n_prune + 1):
-            res = train_epoch(self.model, self.data.train, ddp.wrap_optimizer(opt, self.model),
-                              seed=epoch_seed(cfg.seed, _PRUNE, it, ep), callbacks=[rec] if rec else [],
+            res = train_epoch(self.net, self.data.train, ddp.wrap_optimizer(opt, self.model),
+                              seed=epoch_seed(cfg.seed, _PRUNE, it, ep),
+                              callbacks=([rec] if rec else []) + pause_callbacks("record", f"{it}.{ep}"),
                               max_steps=self._max_steps(), desc=f"iter {it} sgd {ep}/{cfg.n_prune}")
             self.state.log("prune", it, ep, res.steps, "train_loss", res.loss)
         t1 = time.time()
         gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, _LASSO, it))
         if cfg.method == "causal":
-            keep, gammas = ddp.causal_decision(rec, cfg, gen)
+            pause_point("lasso", it)
+            keep, gammas = rec.decision() if cfg.solver == "online" else ddp.causal_decision(rec, cfg, gen)
             self._timing = (t1 - t0, time.time() - t1)
             rec_bytes = rec.held_bytes()
             rec.free()
@@ -220,9 +257,9 @@ class Experiment:
             return None
         ref = RunPaths(self.cfg.match_layers)
         per_iter = ref.masks(it)
-        if per_iter.exists() and read_json(ref.config).get("n_iter") == self.cfg.n_iter:
-            return layer_target_counts(read_masks(per_iter))
-        final = read_masks(ref.final_masks)
+        if per_iter.exists() and ref.config.exists() and read_json(ref.config).get("n_iter") == self.cfg.n_iter:
+            return layer_target_counts(check_fit(self.model, read_masks(per_iter), complete=True))
+        final = check_fit(self.model, read_masks(ref.final_masks), complete=True)
         frac = it / max(self.cfg.n_iter, 1)
         return {k: int(round(m.numel() * (float(m.float().mean()) ** frac))) for k, m in final.items()}
 
@@ -235,7 +272,7 @@ class Experiment:
         stopper = EarlyStopping(cfg.patience, cfg.min_delta)
         done = self.state["post_epochs_done"]
         if done:
-            ck = self._load(self.paths.post_epoch())
+            ck = self._load(self.paths.post_epoch(done))
             opt.load_state_dict(ck["optim"])
             stopper.load_state_dict(ck["stopper"])
             best_val = float(ck["best_val"])
@@ -245,9 +282,9 @@ class Experiment:
             self._save(self.paths.best, val_accuracy=best_val, epoch=0)
         stop = False
         for ep in range(done + 1, cfg.n_post + 1):
-            res = train_epoch(self.model, self.data.train, ddp.wrap_optimizer(opt, self.model),
+            res = train_epoch(self.net, self.data.train, ddp.wrap_optimizer(opt, self.model),
                               seed=epoch_seed(cfg.seed, _POST, ep), max_steps=self._max_steps(),
-                              desc=f"post-train {ep}/{cfg.n_post}")
+                              desc=f"post-train {ep}/{cfg.n_post}", callbacks=pause_callbacks("post", ep))
             val_loss, val_acc = evaluate(self.model, self.data.val)
             for name, v in (("train_loss", res.loss), ("val_loss", val_loss), ("val_accuracy", val_acc)):
                 self.state.log("post", 0, ep, res.steps, name, v)
@@ -256,27 +293,35 @@ class Experiment:
                 best_val = val_acc
                 self._save(self.paths.best, val_accuracy=val_acc, epoch=ep)
             stop = stopper.update(res.loss)
-            self._save(self.paths.post_epoch(), optim=opt.state_dict(), stopper=stopper.state_dict(),
+            self._save(self.paths.post_epoch(ep), optim=opt.state_dict(), stopper=stopper.state_dict(),
                        best_val=best_val)
-            self._commit(post_epochs_done=ep)
+            # post_done with the epoch: a kill right after an early stop must not train on.
+            self._commit(post_epochs_done=ep, post_done=stop)
+            self._drop(self.paths.post_epoch, ep - 1)
             if stop:
                 self.log(f"early stop after epoch {ep}: no training-loss improvement for {cfg.patience} epochs")
                 break
         self._commit(post_done=True)
+        self._drop(self.paths.post_epoch, cfg.n_post)
 
     def finish(self) -> dict:
         ck = self._load(self.paths.best)
         test_loss, test_acc = evaluate(self.model, self.data.test)  # the only look at the test set
         masks = current_masks(self.model)
+        ddp.debug_dump_masks("final", masks)
         self.state.log("final", 0, 0, 0, "test_accuracy", test_acc)
         self.state.log("final", 0, 0, 0, "test_loss", test_loss)
         summary = build_summary(self.cfg, self.model, masks, self.data.spec, test_acc,
                                 float(ck.get("val_accuracy", float("nan"))), self.state["iterations"],
                                 self.state["wall_seconds"] + time.time() - self.t0, self.device)
+        structure = structure_report(self.model, masks, self.data.spec, self.device)  # removable channels
+        summary["structure"] = structure["totals"]
         if ddp.is_main():
+            write_json(self.paths.structure, structure)
             save_masks(self.paths.final_masks, masks)
             save_checkpoint(self.paths.final, {"model": self.model.state_dict(), "config": self.cfg.to_dict()})
             write_json(self.paths.summary, summary)
+            self.tb.close()
         self._commit(done=True)
         self.log(f"test accuracy {test_acc:.2f}% at {summary['percent_pruned']:.2f}% pruned; "
                  f"results in {self.paths.root}")

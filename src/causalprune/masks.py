@@ -25,6 +25,7 @@ __all__ = [
     "ones_masks",
     "current_masks",
     "apply_masks",
+    "check_fit",
     "make_permanent",
     "combine",
     "check_shrinks",
@@ -79,6 +80,17 @@ def _check_fit(model: nn.Module, masks: Masks) -> dict[str, nn.Module]:
             raise MaskError(f"mask {key} has shape {tuple(mask.shape)} but the model's weight has shape {shape}; "
                             "was it saved for another model or data set?")
     return expected
+
+
+def check_fit(model: nn.Module, masks: Masks, *, complete: bool = False) -> Masks:
+    """Return ``masks`` if every name is a prunable weight of ``model`` with the same shape
+    (and, with ``complete``, every prunable weight has a mask); else raise MaskError."""
+    expected = _check_fit(model, masks)
+    missing = sorted(set(expected) - set(masks))
+    if complete and missing:
+        raise MaskError(f"no mask for {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; "
+                        "the masks were saved for another model")
+    return masks
 
 
 def apply_masks(model: nn.Module, masks: Masks) -> None:

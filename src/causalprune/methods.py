@@ -18,10 +18,11 @@ from typing import Callable
 import torch
 
 from .config import Config
+from .errors import RecordMemoryError
 from .features import expand_keep, layer_features
 from .masks import Masks
-from .record import Recorder
-from .solvers import LassoSchedule, solve_exact, solve_reference
+from .record import Recorder, format_bytes, free_memory_bytes
+from .solvers import LassoSchedule, solve_exact_blocks, solve_online, solve_reference
 
 __all__ = ["METHODS", "causal_decision", "magnitude_decision", "random_decision", "schedule_counts",
            "layer_target_counts"]
@@ -38,6 +39,8 @@ def causal_decision(rec: Recorder, cfg: Config, generator: torch.Generator
     def fit(blocks):
         if cfg.solver == "exact":
             return _fit_exact(blocks, y, cfg.l1_coeff)
+        if cfg.solver == "online":  # what the streaming fit (online.py) gives: one in-order pass
+            return solve_online(blocks, y, cfg.l1_coeff, schedule=sched)
         return solve_reference(blocks, y, cfg.l1_coeff, schedule=sched, shuffle=True, generator=generator)
 
     if cfg.scope == "network":
@@ -54,28 +57,17 @@ def causal_decision(rec: Recorder, cfg: Config, generator: torch.Generator
     return keep, gammas
 
 
-def _materialise(block, n: int) -> torch.Tensor:
-    rows = block.data[block.row0: block.row0 + n].float()
-    if block.kind == "square":
-        x = rows * rows
-    elif block.kind == "cross":
-        x = rows * block.data[block.row0 + 1: block.row0 + 1 + n].float()
-    else:
-        x = rows
-    return x * block.scale
-
-
 def _fit_exact(blocks, y: torch.Tensor, alpha: float) -> list[torch.Tensor]:
-    """Exact Lasso on the materialised features (memory T x d fp32; meant for small layers)."""
-    n = y.numel()
-    X = torch.cat([_materialise(b, n) for b in blocks], dim=1)
-    gamma = solve_exact(X, y, alpha)
-    out, i = [], 0
-    for b in blocks:
-        d = b.data.shape[1]
-        out.append(gamma[i:i + d])
-        i += d
-    return out
+    """Exact Lasso (FISTA) on the materialised features, on the recording's device. The T x d fp32
+    matrix and its rescaled copy must fit: refuse with a RecordMemoryError before allocating."""
+    n, d = int(y.numel()), sum(b.dim for b in blocks)
+    need, avail = 2 * 4 * n * d, free_memory_bytes(blocks[0].data.device)
+    if need > 0.9 * avail:
+        raise RecordMemoryError(
+            f"--solver exact needs {format_bytes(need)} for {n} x {d:,} fp32 features (and a rescaled copy) "
+            f"but {format_bytes(avail)} is free on {blocks[0].data.device}; use --scope layer, "
+            "--solver reference or online, or fewer steps (--max-steps-per-epoch, --n-prune)")
+    return solve_exact_blocks(blocks, y, alpha)
 
 
 def schedule_counts(total: int, frac: float, iteration: int) -> int:

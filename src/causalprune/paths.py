@@ -23,13 +23,25 @@ class RunPaths:
     @property
     def state(self) -> Path: return self.root / "state.json"
     @property
+    def lock(self) -> Path: return self.root / ".lock"
+    @property
     def log(self) -> Path: return self.root / "log.txt"
     @property
     def tensorboard(self) -> Path: return self.root / "tensorboard"
     @property
     def analysis(self) -> Path: return self.root / "analysis"
     @property
+    def eigenvalues(self) -> Path: return self.analysis / "eigenvalues.json"
+    @property
+    def landscape_npz(self) -> Path: return self.analysis / "landscape.npz"
+    @property
+    def landscape_png(self) -> Path: return self.analysis / "landscape.png"
+    @property
+    def landscape_meta(self) -> Path: return self.analysis / "landscape.json"
+    @property
     def structure(self) -> Path: return self.root / "pruned_channels.json"
+    @property
+    def shrunk_widths(self) -> Path: return self.root / "shrunk.json"
 
     # checkpoints
     @property
@@ -39,11 +51,17 @@ class RunPaths:
     @property
     def pretrained(self) -> Path: return self.checkpoints / "pretrained.pt"
     def pruned(self, it: int) -> Path: return self.checkpoints / f"iter_{it:02d}.pt"
-    def post_epoch(self) -> Path: return self.checkpoints / "post_last.pt"
+    # Resume points inside a training stage (model + optimizer state after epoch `ep`). Each
+    # epoch gets its own file, so the one state.json points at is never overwritten before
+    # state.json itself moves on (a kill in between must not pair epoch ep's weights with ep-1).
+    def pre_epoch(self, ep: int) -> Path: return self.checkpoints / f"pre_epoch_{ep:03d}.pt"
+    def post_epoch(self, ep: int) -> Path: return self.checkpoints / f"post_epoch_{ep:03d}.pt"
     @property
     def best(self) -> Path: return self.checkpoints / "best.pt"
     @property
     def final(self) -> Path: return self.checkpoints / "final.pt"
+    @property
+    def shrunk(self) -> Path: return self.checkpoints / "shrunk.pt"
 
     # masks and Lasso results
     @property
@@ -53,6 +71,14 @@ class RunPaths:
     def final_masks(self) -> Path: return self.masks_dir / "final.safetensors"
     def gammas(self, it: int) -> Path: return self.root / "gammas" / f"iter_{it:02d}.safetensors"
     def recording(self, it: int) -> Path: return self.root / "recording" / f"iter_{it:02d}"
+    # A recording over the memory budget, spilled to disk (spill.py); deleted after the Lasso.
+    def spill(self, it: int, rank: int = 0) -> Path:
+        return self.root / "recording" / f"iter_{it:02d}.rank{rank}.spill"
+
+    # `causal-prune export` outputs: masks or a pruned state_dict, .safetensors or .pt
+    def export(self, what: str, fmt: str, it: int | None = None) -> Path:
+        suffix = "safetensors" if fmt == "safetensors" else "pt"
+        return self.root / "export" / f"{what}{'' if it is None else f'_iter_{it:02d}'}.{suffix}"
 
     # figures and tables of multi-run commands
     def file(self, name: str) -> Path: return self.root / name

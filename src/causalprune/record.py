@@ -11,6 +11,11 @@ At every optimizer step t of the N_prune SGD epochs it keeps (method-facts §1, 
 Only weights that are still unpruned are recorded, so the cost falls as sparsity rises. The
 buffer is one ``(T, D_live)`` tensor; layer ``k`` owns columns ``offsets[k]:offsets[k+1]``, so
 one row of one layer is contiguous (what the fused solver wants).
+
+Memory: 2 B (bf16) per step per live weight, plus theta_t in fp32 (4 B per live weight, not per
+step); ``after_step`` updates it in place and allocates nothing. A recording larger than the
+budget (``--record-budget``, default 90% of free memory) is spilled to a memory-mapped file
+(spill.py) when the caller names one, and refused otherwise.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from torch import nn
 
 from .errors import RecordMemoryError
 from .masks import Masks, prunable_modules, weight_of
+from .spill import open_spill
 
 __all__ = ["LayerSlot", "Recorder", "free_memory_bytes", "format_bytes", "parse_bytes"]
 
@@ -75,13 +81,19 @@ class Recorder:
     """Keeps (dtheta_t / lr, L_t) for every step; attach it to the SGD loop via ``after_step``."""
 
     def __init__(self, model: nn.Module, masks: Masks, *, lr: float, max_steps: int,
-                 dtype: str = "bf16", device: torch.device | None = None, budget_bytes: int | None = None):
+                 dtype: str = "bf16", device: torch.device | None = None, budget_bytes: int | None = None,
+                 layers: "set[str] | None" = None, spill_path: "str | os.PathLike | None" = None):
         mods = prunable_modules(model)
         self.lr = float(lr)
         self.slots: list[LayerSlot] = []
+        # Every prunable weight in model order; ``layers`` (DDP: the ones this rank fits) limits
+        # what is recorded, not this list.
+        self.layer_keys = [f"{name}.weight" for name in mods]
         col = 0
         for name, module in mods.items():
             key = f"{name}.weight"
+            if layers is not None and key not in layers:
+                continue
             p = weight_of(module)
             mask = masks[key].reshape(-1).to(p.device)
             idx = None if bool(mask.all()) else mask.nonzero().squeeze(1)
@@ -94,39 +106,55 @@ class Recorder:
         self.max_steps = max_steps
         need = self.bytes_needed(max_steps, col, dtype)
         avail = budget_bytes if budget_bytes is not None else free_memory_bytes(self.device)
-        if need > 0.9 * avail:
+        # An explicit budget is taken as given; free memory keeps 10% for training and the Lasso.
+        self.budget = int(avail) if budget_bytes is not None else int(0.9 * avail)
+        # Over budget: spill to a memory-mapped file when the caller gave one (spill.py), else refuse.
+        self.spill = open_spill(spill_path, max_steps, col, self.dtype, self.device, self.budget) \
+            if need > self.budget and spill_path is not None else None
+        if need > self.budget and self.spill is None:
             raise RecordMemoryError(
                 f"the recording needs {format_bytes(need)} ({max_steps} steps x {col:,} live weights x "
                 f"{self.dtype.itemsize} B) but only {format_bytes(avail)} is available on {self.device}; "
                 "use --record-dtype bf16, fewer --n-prune epochs, a larger --batch-size, --solver online, "
                 "or --max-steps-per-epoch")
-        self.buffer = torch.empty((max_steps, col), dtype=self.dtype, device=self.device)
+        self.buffer = torch.empty((0 if self.spill else max_steps, col), dtype=self.dtype, device=self.device)
         self.losses = torch.zeros(max_steps, dtype=torch.float64, device=self.device)
         self.steps = 0
-        self._prev = self._gather()
+        # theta_t of the live weights, one fp32 vector per layer, updated in place every step; pruned
+        # layers gather their live weights into one shared scratch (no allocation per step).
+        n_idx = max([s.stop - s.start for s in self.slots if s.idx is not None], default=0)
+        self._scratch = torch.empty(n_idx, dtype=torch.float32, device=self.device)
+        self._prev = [self._live(s).clone() for s in self.slots]
 
     @staticmethod
     def bytes_needed(steps: int, width: int, dtype: str = "bf16") -> int:
         return steps * width * _DTYPES[dtype].itemsize + steps * 8
 
-    def _gather(self) -> torch.Tensor:
-        """Current values of all live weights as one fp32 vector."""
-        parts = []
-        for s in self.slots:
-            flat = s.param.detach().reshape(-1)
-            parts.append(flat if s.idx is None else flat.index_select(0, s.idx))
-        if not parts:
-            return torch.zeros(0, device=self.device)
-        return torch.cat(parts).to(device=self.device, dtype=torch.float32)
+    def _live(self, s: LayerSlot) -> torch.Tensor:
+        """Current fp32 values of one layer's live weights: a view of the parameter when all are
+        live, else gathered into the shared scratch (valid until the next call)."""
+        flat = s.param.detach().reshape(-1)
+        if s.idx is None:
+            return flat.to(device=self.device, dtype=torch.float32)
+        if flat.device == self.device and flat.dtype == torch.float32:
+            return torch.index_select(flat, 0, s.idx, out=self._scratch[: s.stop - s.start])
+        return flat.index_select(0, s.idx).to(device=self.device, dtype=torch.float32)
 
     @torch.no_grad()
     def after_step(self, loss: torch.Tensor) -> None:
         """Call right after ``optimizer.step()`` with the loss of that step's forward pass."""
         if self.steps >= self.max_steps:
             self._grow()
-        cur = self._gather()
-        self.buffer[self.steps].copy_((cur - self._prev).div_(self.lr))
-        self._prev = cur
+        row = self.buffer[self.steps] if self.spill is None else self.spill.next_row()
+        for s, prev in zip(self.slots, self._prev):
+            cur = self._live(s)
+            # prev <- cur - prev in place, then / lr straight into the (bf16) row: bit for bit the
+            # fp32 (cur - prev) / lr followed by a cast, with no temporary allocated per step.
+            torch.sub(cur, prev, out=prev)
+            torch.div(prev, self.lr, out=row[s.start:s.stop])
+            prev.copy_(cur)
+        if self.spill is not None:
+            self.spill.commit_row()
         loss = loss.detach().to(torch.float64)
         if dist.is_available() and dist.is_initialized():
             # DDP: dtheta comes from the all-reduced gradient of the whole global batch, so the
@@ -138,13 +166,16 @@ class Recorder:
         self.steps += 1
 
     def _grow(self) -> None:
-        """Double the capacity (for user loops whose length is not known in advance)."""
+        """Double the capacity (for user loops whose length is not known in advance); a spilled
+        recording grows on disk, so only its losses need room."""
         cap = max(2 * self.max_steps, 16)
-        buf = torch.empty((cap, self.width), dtype=self.dtype, device=self.device)
-        buf[: self.steps].copy_(self.buffer[: self.steps])
+        if self.spill is None:
+            buf = torch.empty((cap, self.width), dtype=self.dtype, device=self.device)
+            buf[: self.steps].copy_(self.buffer[: self.steps])
+            self.buffer = buf
         losses = torch.zeros(cap, dtype=torch.float64, device=self.device)
         losses[: self.steps].copy_(self.losses[: self.steps])
-        self.buffer, self.losses, self.max_steps = buf, losses, cap
+        self.losses, self.max_steps = losses, cap
 
     # ------------------------------------------------------------------------------------------
     def targets(self, lag: int = 1) -> torch.Tensor:
@@ -153,12 +184,37 @@ class Recorder:
         return (L[lag:] - L[lag - 1: -1]).to(torch.float32)
 
     def deltas(self) -> torch.Tensor:
-        """The recorded (T, D_live) matrix of dtheta / lr."""
-        return self.buffer[: self.steps]
+        """The recorded (T, D_live) matrix of dtheta / lr (memory-mapped from disk when spilled;
+        recording stops there)."""
+        return self.spill.finish() if self.spill is not None else self.buffer[: self.steps]
 
     def held_bytes(self) -> int:
-        return self.buffer.numel() * self.buffer.element_size() + self.losses.numel() * 8
+        """Bytes of the recording held in memory: the (T, D) buffer, or the two chunks of a
+        spilled one, plus the losses."""
+        data = self.spill.held_bytes() if self.spill is not None else self.buffer.numel() * self.buffer.element_size()
+        return data + self.losses.numel() * 8
+
+    def peak_bytes(self) -> int:
+        """All the memory the recorder holds (``after_step`` allocates nothing more): the
+        recording, theta_t in fp32, the gather scratch and the live-weight indices."""
+        state = 4 * (sum(p.numel() for p in self._prev) + self._scratch.numel())
+        idx = sum(s.idx.numel() * s.idx.element_size() for s in self.slots if s.idx is not None)
+        return self.held_bytes() + state + idx
+
+    def describe(self) -> str:
+        """One log line: how big the recording is and where it lives."""
+        size = self.max_steps * (self.width * self.dtype.itemsize + 8)
+        name = next(k for k, v in _DTYPES.items() if v == self.dtype)
+        head = f"recording {self.max_steps} steps x {self.width:,} live weights = {format_bytes(size)} ({name})"
+        if self.spill is None:
+            return head + " in memory"
+        chunk = self.spill.rows_per_chunk * self.width * self.dtype.itemsize
+        return (head + f", over the {format_bytes(self.budget)} memory budget: spilled to {self.spill.path} "
+                f"in {format_bytes(chunk)} chunks (2 in memory), memory-mapped for the Lasso")
 
     def free(self) -> None:
+        """Release the recording; a spill file is deleted."""
+        if self.spill is not None:
+            self.spill.delete()
         self.buffer = torch.empty(0)
-        self._prev = torch.empty(0)
+        self._prev, self._scratch = [], torch.empty(0)

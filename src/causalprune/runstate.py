@@ -13,7 +13,9 @@ import io
 from typing import Any
 
 from .paths import RunPaths
+from .errors import CheckpointError
 from .storage import read_json, write_json, write_text
+from .testhooks import pause_before_commit
 
 __all__ = ["RunState", "METRIC_COLUMNS"]
 
@@ -30,8 +32,19 @@ class RunState:
         }
         self.rows: list[tuple] = []
         if paths.state.exists():
-            self.data.update(read_json(paths.state))
-            self.rows = self._read_rows()[: self.data["metrics_rows"]]
+            saved = read_json(paths.state)
+            if not isinstance(saved, dict):
+                raise CheckpointError(f"{paths.state} is not a run state; restore it, or pass --overwrite "
+                                      "to recompute this run from the start")
+            self.data.update(saved)
+            rows = self._read_rows()
+            if len(rows) < self.data["metrics_rows"]:
+                # Rows are only ever appended through an atomic rewrite, so fewer rows than
+                # state.json counts means the file was damaged: refuse rather than lose them.
+                raise CheckpointError(f"{paths.metrics} has {len(rows)} rows but {paths.state} counts "
+                                      f"{self.data['metrics_rows']}; restore it, or pass --overwrite to "
+                                      "recompute this run from the start")
+            self.rows = rows[: self.data["metrics_rows"]]
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -39,16 +52,25 @@ class RunState:
     def _read_rows(self) -> list[tuple]:
         if not self.paths.metrics.exists():
             return []
-        with open(self.paths.metrics, newline="") as fh:
-            reader = csv.reader(fh)
-            next(reader, None)
-            return [tuple(r) for r in reader]
+        try:
+            with open(self.paths.metrics, newline="", encoding="utf-8") as fh:
+                reader = csv.reader(fh)
+                next(reader, None)
+                rows = [tuple(r) for r in reader]
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{self.paths.metrics} is not a readable CSV file ({exc}); restore it, "
+                                  "or pass --overwrite to recompute this run from the start") from None
+        if any(len(r) != len(METRIC_COLUMNS) for r in rows):
+            raise CheckpointError(f"{self.paths.metrics} has rows that are not {len(METRIC_COLUMNS)} columns; "
+                                  "restore it, or pass --overwrite to recompute this run from the start")
+        return rows
 
     def log(self, phase: str, iteration: int, epoch: int, step: int, name: str, value: float) -> None:
         self.rows.append((phase, iteration, epoch, step, name, f"{float(value):.10g}"))
 
     def commit(self, **updates: Any) -> None:
         """Write the metrics, then mark ``updates`` as done: both atomically, in that order."""
+        pause_before_commit(updates)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(METRIC_COLUMNS)

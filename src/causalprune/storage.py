@@ -12,13 +12,16 @@ import contextlib
 import errno
 import json
 import os
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
 from .errors import CausalPruneError, CheckpointError
+from .testhooks import pause_point
 
 __all__ = [
     "atomic_path",
@@ -30,7 +33,22 @@ __all__ = [
     "load_tensors",
     "save_checkpoint",
     "load_checkpoint",
+    "DiskFullError",
+    "lock_folder",
+    "remove_stale_temporaries",
+    "clear_folder",
 ]
+
+
+# The process umask, read once (os.umask can only be read by setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+# A write that fails while less than this is free is reported as a full disk.
+_FULL_BELOW = 1 << 20
+
+
+class DiskFullError(CausalPruneError):
+    """A write failed because the disk is full; the previous version of the file is kept."""
 
 
 @contextlib.contextmanager
@@ -47,13 +65,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        pause_point("write", path.name)  # test hook: a kill between writing and renaming
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        # mkstemp creates 0600 files; results should be as readable as any file the user makes.
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
-    except OSError as exc:
+        _fsync_dir(path.parent)  # make the rename itself durable (power loss, not only kills)
+    except Exception as exc:
+        # torch.save and safetensors report a full disk as RuntimeError / SafetensorError, not
+        # OSError(ENOSPC): look at the free space before the partial temporary file is removed.
+        full = _disk_full(exc, path.parent)
         tmp_path.unlink(missing_ok=True)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise CausalPruneError(
+        if full:
+            raise DiskFullError(
                 f"disk full while writing {path}; the previous version is kept. "
                 "Free some space and rerun the same command to resume."
             ) from exc
@@ -61,6 +86,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    """Whether a failed write failed because the file system (or quota) is full."""
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+    text = str(exc)
+    if "No space left" in text or "os error 28" in text or "Disk quota exceeded" in text:
+        return True
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # AttributeError: no statvfs on Windows
+        return False
+    return st.f_bavail * st.f_frsize < _FULL_BELOW
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open folders; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -114,7 +167,7 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"{path} is corrupt or truncated ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
-            "delete it and rerun to recompute it"
+            "restore it from a copy or recreate it"
         ) from exc
 
 
@@ -130,12 +183,92 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     if not path.exists():
         raise CheckpointError(f"{path} does not exist")
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on foreign files
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises several types for bad files
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        unsafe, reason = _load_failure(exc)
+        if unsafe:
             raise CheckpointError(
-                f"{path} contains pickled code or objects that are not plain tensors; refusing to load it "
-                "(only tensors, numbers and strings are accepted)"
+                f"{path} contains pickled code or objects that are not plain tensors ({reason}); refusing to "
+                "load it (only tensors, numbers and strings are accepted)"
             ) from exc
-        raise CheckpointError(f"{path} is corrupt or truncated ({msg}); delete it and rerun to recompute it") from exc
+        raise CheckpointError(f"{path} is corrupt, truncated or not a PyTorch checkpoint ({reason}); "
+                              "restore it from a copy or recreate it") from exc
+
+
+def _load_failure(exc: BaseException) -> tuple[bool, str]:
+    """(whether torch refused a forbidden object, a one-line reason) for a failed weights-only load.
+
+    Every weights-only failure, random bytes included, starts with the same paragraph about
+    ``weights_only``; only a named GLOBAL means the file asks for code or foreign classes."""
+    text = str(exc)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return True, f"it asks for {found.group(1)}"
+    detail = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(Check the documentation|$)", text, re.S)
+    if detail and detail.group(1).strip():
+        return False, " ".join(detail.group(1).split())
+    first = text.split(". ")[0].splitlines()[0] if text.strip() else type(exc).__name__
+    return False, first
+
+
+# Locks held by this process, by folder: flock conflicts even within one process when the
+# file is opened twice, and an in-process rerun (tests, notebooks) must not lock itself out.
+_LOCKS: dict[str, Any] = {}
+
+
+def lock_folder(lock_file: str | os.PathLike) -> None:
+    """Hold an exclusive lock on ``lock_file`` until this process exits.
+
+    Two processes writing one run folder would interleave their stages; the second one is
+    refused instead. The kernel drops the lock when the holder dies (even by SIGKILL), so a
+    killed run never leaves a stale lock behind.
+    """
+    key = str(Path(lock_file).resolve())
+    if key in _LOCKS:
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; runs are still atomic per file
+        return
+    Path(lock_file).parent.mkdir(parents=True, exist_ok=True)
+    fh = open(lock_file, "a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        fh.close()
+        raise CausalPruneError(f"{Path(lock_file).parent} is in use by another running process (pid {holder}); "
+                               "wait for it to finish, or stop it and rerun to resume") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    _LOCKS[key] = fh
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete ``atomic_path`` temporaries a killed process left in ``folder`` (only call this
+    while holding the folder's lock: then no live writer can own them). Returns the count."""
+    count = 0
+    for tmp in Path(folder).rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            count += 1
+    return count
+
+
+def clear_folder(folder: str | os.PathLike, keep: str | os.PathLike) -> None:
+    """Remove everything in ``folder`` except the file ``keep`` (its lock)."""
+    import shutil
+
+    keep = Path(keep).resolve()
+    for entry in Path(folder).iterdir():
+        if entry.resolve() == keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()

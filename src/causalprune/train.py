@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed as ddp
 from .errors import TrainingError
 
 __all__ = ["StepCallback", "EpochResult", "train_epoch", "evaluate", "EarlyStopping", "epoch_seed"]
@@ -46,16 +47,17 @@ def train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, *, 
     *before* the step (method-facts §1), computed by the step's own forward pass.
     """
     model.train()
-    torch.manual_seed(seed)
+    torch.manual_seed(ddp.rank_seed(seed))  # DDP: each rank its own dropout stream
     callbacks = list(callbacks)
     n = len(batches) if not max_steps else min(len(batches), max_steps)
     losses = torch.zeros(n, dtype=torch.float64)
     losses_dev: list[torch.Tensor] = []
-    bar = tqdm(total=n, desc=desc, leave=False, disable=None, unit="step")
-    for step, (x, y) in enumerate(batches.epoch(seed)):
+    bar = tqdm(total=n, desc=desc, leave=False, disable=None if ddp.is_main() else True, unit="step")
+    # DDP: every rank trains on its share of the same global batch (distributed.py explains the loss).
+    for step, (x, y, n_global) in enumerate(ddp.local_batches(batches, seed)):
         if step >= n:
             break
-        loss = F.cross_entropy(model(x), y)
+        loss = ddp.batch_loss(model(x), y, n_global)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -64,11 +66,14 @@ def train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, *, 
         losses_dev.append(loss.detach())
         # Check for divergence without a device sync at every step (every 50 steps and at the end).
         if (step + 1) % 50 == 0 or step + 1 == n:
-            _check_finite(losses_dev, step_offset + step + 1 - len(losses_dev), desc)
-            losses[step + 1 - len(losses_dev): step + 1] = torch.stack(losses_dev).double().cpu()
+            # DDP: the global batch losses (mean over ranks), so every rank takes the same decisions.
+            chunk = list(ddp.mean_over_ranks(torch.stack(losses_dev).double()).unbind())
+            _check_finite(chunk, step_offset + step + 1 - len(chunk), desc)
+            losses[step + 1 - len(chunk): step + 1] = torch.stack(chunk).cpu()
             losses_dev.clear()
         bar.update(1)
     bar.close()
+    ddp.sync_buffers(model)
     return EpochResult(float(losses.mean()) if n else math.nan, n)
 
 
@@ -88,11 +93,12 @@ def evaluate(model: nn.Module, batches) -> tuple[float, float]:
     """(mean loss, accuracy in percent) over all batches, in eval mode."""
     model.eval()
     total, correct, loss_sum = 0, 0, 0.0
-    for x, y in batches.epoch(0):
+    for x, y, _ in ddp.local_batches(batches, 0):  # DDP: each rank its share, summed below
         out = model(x)
         loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
         correct += int((out.argmax(1) == y).sum())
         total += y.numel()
+    loss_sum, correct, total = ddp.sum_over_ranks(loss_sum, correct, total)
     return loss_sum / max(total, 1), 100.0 * correct / max(total, 1)
 
 

@@ -49,7 +49,7 @@ def solve_exact_blocks(blocks: list[FeatureBlock], y: torch.Tensor, l1_coeff: fl
     """:func:`solve_exact` on the concatenated features of ``blocks`` (alpha = l1_coeff), split per block."""
     n = validate_problem(blocks, y, l1_coeff)
     dtype = torch.float64 if all(b.data.dtype == torch.float64 for b in blocks) else torch.float32
-    X = torch.cat([block_features(b, slice(0, n)).to(dtype) for b in blocks], dim=1)
+    X = torch.cat([block_features(b, slice(0, n), dtype) for b in blocks], dim=1)
     gamma = solve_exact(X, y, l1_coeff, tol=tol, max_iter=max_iter).float()
     return list(torch.split(gamma, [b.dim for b in blocks]))
 

@@ -136,24 +136,25 @@ def visit_order(n: int, epochs: int, shuffle: bool, generator: torch.Generator |
     return torch.cat(perms).numpy().astype(np.int64) if perms else np.zeros(0, np.int64)
 
 
-def block_features(block: FeatureBlock, rows: torch.Tensor | slice | int) -> torch.Tensor:
-    """Materialise a block's features for sample rows (float64), ``rows`` counted from row0.
+def block_features(block: FeatureBlock, rows: torch.Tensor | slice | int,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Materialise a block's features for sample rows (counted from row0) in ``dtype``.
 
-    The arithmetic (widen to float64, multiply the two factors, then by ``scale``) is the one
-    every solver path uses, so that paths agree to rounding of the dot products only.
+    In float32 this is exactly the arithmetic of the SGD solvers (round data to float32,
+    multiply the two factors, then by ``scale`` rounded to float32), so every path agrees up
+    to the rounding of its dot products.
     """
     if isinstance(rows, int):
         rows = slice(rows, rows + 1)
     if isinstance(rows, slice):
-        start = block.row0 + (rows.start or 0)
-        stop = block.row0 + rows.stop
-        a = block.data[start:stop].double()
-        b = block.data[start + 1 : stop + 1].double() if block.kind == "cross" else None
+        start, stop = block.row0 + (rows.start or 0), block.row0 + rows.stop
+        a = block.data[start:stop].to(dtype)
+        b = block.data[start + 1:stop + 1].to(dtype) if block.kind == "cross" else None
     else:
-        a = block.data[rows + block.row0].double()
-        b = block.data[rows + block.row0 + 1].double() if block.kind == "cross" else None
+        a = block.data[rows + block.row0].to(dtype)
+        b = block.data[rows + block.row0 + 1].to(dtype) if block.kind == "cross" else None
     if block.kind == "square":
         a = a * a
     elif block.kind == "cross":
         a = a * b
-    return block.scale * a
+    return a * torch.tensor(block.scale, dtype=dtype, device=a.device)

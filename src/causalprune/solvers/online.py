@@ -24,10 +24,17 @@ class OnlineLasso:
     """Streaming variant: one pass, samples in the order they arrive, O(d) memory (no per-step storage).
 
     ``schedule.epochs`` is ignored (there is one pass); lr0, power_t and grad_clip apply.
+    ``backend`` as in :func:`solve_reference` ("auto", "numba" or "torch").
     """
 
     def __init__(self, dims: list[int], l1_coeff: float, *, schedule: LassoSchedule = LassoSchedule(),
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", backend: str = "auto") -> None:
+        from .reference import BACKENDS
+
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown Lasso backend {backend!r}; choose one of {BACKENDS}")
+        if backend == "numba" and torch.device(device).type != "cpu":
+            raise ConfigError("backend 'numba' needs device='cpu'; use backend='torch' or 'auto'")
         if not dims or any(int(d) != d or d < 0 for d in dims):
             raise ConfigError(f"OnlineLasso needs a list of non-negative block sizes, got {dims}")
         if not (math.isfinite(l1_coeff) and l1_coeff >= 0):
@@ -36,6 +43,8 @@ class OnlineLasso:
         self.l1_coeff = float(l1_coeff)
         self.schedule = schedule
         self.device = torch.device(device)
+        # "auto": fused numba kernels on CPU, torch ops elsewhere (same arithmetic)
+        self.use_numba = backend == "numba" or (backend == "auto" and self.device.type == "cpu")
         self._gamma = [torch.zeros(d, dtype=torch.float32, device=self.device) for d in self.dims]
         self._q = [torch.zeros_like(g) for g in self._gamma]
         self.steps = 0  # s of method-facts §2: samples seen so far
@@ -59,7 +68,7 @@ class OnlineLasso:
         eta = float(self.schedule.lr0 / np.float64(self.steps) ** self.schedule.power_t)
         self.u += eta * self.l1_coeff
         clip = float(self.schedule.grad_clip)
-        if self.device.type == "cpu":
+        if self.use_numba:
             from .fused_cpu import as_numba_array, dot_acc, update_block
 
             flats = [as_numba_array(x.reshape(1, -1))[0] for x in xs]
@@ -70,15 +79,12 @@ class OnlineLasso:
             for g, q, x in zip(self._gamma, self._q, flats):
                 update_block(x, g.numpy(), q.numpy(), r, eta, self.u, clip)
             return
-        from .torch_path import coord_update_
+        from .torch_path import coord_update_, f32, residual
 
-        x64 = [x.double() for x in xs]
-        r = torch.dot(self._gamma[0].double(), x64[0])
-        for g, x in zip(self._gamma[1:], x64[1:]):
-            r = r + torch.dot(g.double(), x)
-        r = r - torch.as_tensor(y, dtype=torch.float64, device=self.device)
-        for g, q, x in zip(self._gamma, self._q, x64):
-            coord_update_(g, q, x, r, eta, self.u, clip)
+        x32 = [x.float() for x in xs]
+        r = residual(self._gamma, x32, torch.as_tensor(y, dtype=torch.float64, device=self.device)).float()
+        for g, q, x in zip(self._gamma, self._q, x32):
+            coord_update_(g, q, x, r, f32(eta), f32(self.u), f32(clip))
 
     def gammas(self) -> list[torch.Tensor]:
         """Current γ per block (float32 copies); a weight is pruned iff its γ is exactly 0."""

@@ -53,7 +53,7 @@ def solve_reference(blocks: list[FeatureBlock], y: torch.Tensor, l1_coeff: float
         return solve_torch(blocks, y, order, etas, us, clip, progress)
     from .fused_cpu import solve_fused
 
-    return solve_fused(blocks, y, order, etas, us, clip, epoch_len=n, progress=progress)
+    return solve_fused(blocks, y, order, etas, us, clip, progress=progress)
 
 
 def lasso_sgd(X: torch.Tensor, y: torch.Tensor, l1_coeff: float, *, lr0: float = 1e-2,

@@ -1,0 +1,98 @@
+"""Run folders -> table -> figures -> ONE self-contained HTML file (issue 8, item 6).
+
+The report reads only run folders (config.json, summary.json, masks, analysis/) and, if given, a
+sweep folder (sweep.csv, phase.png, hparams.png). Figures are drawn into a temporary folder and
+embedded as base64 PNGs; nothing in the page needs a network or JavaScript. The findings at the top
+are computed from the same rows (:mod:`causalprune.analysis.findings`), whatever they say.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import report_html as h
+from .report_sections import (config_section, flatness_section, landscape_section, overlap_section,
+                              per_layer_section, phase_section, runs_section)
+from .runs import CURVES, read_runs
+from .storage import write_text
+
+__all__ = ["build_report", "report_rows"]
+
+
+def _order(r: dict) -> tuple:
+    curve = r["curve"]
+    return (CURVES.index(curve) if curve in CURVES else len(CURVES), r.get("seed") or 0, r.get("percent_pruned") or 0)
+
+
+def report_rows(runs: list[str], sweep: str | None) -> tuple[list[dict], list[dict], list[dict] | None]:
+    """(rows shown in the report, rows the findings use, sweep rows or None).
+
+    Without RUN folders the sweep's finished runs are shown. The findings use the runs shown plus
+    the sweep's finished main-protocol runs (the baselines were run under that protocol only).
+    """
+    from .errors import ConfigError
+    from .sweep_outputs import read_sweep_rows
+
+    sweep_rows = read_sweep_rows(sweep) if sweep else None
+    swept = [r["run_dir"] for r in sweep_rows or [] if r.get("status") == "ok"]
+    main = [r["run_dir"] for r in sweep_rows or [] if r.get("status") == "ok" and r.get("main")]
+    if not runs and not swept:
+        raise ConfigError("nothing to report: pass run folders and/or --sweep DIR with finished runs")
+    shown = sorted(read_runs(runs or swept), key=_order)
+    known = {Path(r["run_dir"]).resolve() for r in shown}
+    extra = [d for d in main if Path(d).resolve() not in known]
+    used = shown + (read_runs(extra) if extra else [])
+    if sweep_rows is not None:
+        not_main = {Path(r["run_dir"]).resolve() for r in sweep_rows if not r.get("main")}
+        used = [r for r in used if Path(r["run_dir"]).resolve() not in not_main]
+    return shown, used, sweep_rows
+
+
+def _findings(used: list[dict], widths: dict | None) -> str:
+    from .analysis.findings import eigen_findings, layer_matched_findings, phase_findings
+
+    parts = [("Is causal's transition sharper than magnitude's? (paper Test 1)", phase_findings(widths)),
+             ("Are causal's top Hessian eigenvalues smaller? (paper Test 2)", eigen_findings(used)),
+             ('"How much per layer" or "which weights"? (layer-matched baselines)', layer_matched_findings(used))]
+    body = "".join(f"<h3>{h.esc(q)}</h3>" + "".join(f"<p>{h.esc(t)}</p>" for t in f["text"]) for q, f in parts)
+    n = len(used)
+    return (f'<div class="findings">{body}</div><p class="meta">Computed from {n} finished run(s) when this '
+            "report was written; ties are differences within 0.5 accuracy points or twice their standard error.</p>")
+
+
+def build_report(runs: list[str], out: str | Path, *, sweep: str | None = None, masks_csv: list[str] | None = None,
+                 title: str | None = None, command: str = "") -> Path:
+    """Write the report for the given run folders (and sweep folder) to ``out``; returns its path."""
+    from . import __version__
+
+    shown, used, sweep_rows = report_rows(runs, sweep)
+    kinds = sorted({f"{r['model']} on {r['dataset']}" for r in shown})
+    title = title or f"causalprune report: {', '.join(kinds)}"
+    with tempfile.TemporaryDirectory(prefix="causalprune-report-") as tmp:
+        figs = Path(tmp)
+        phase_body, widths = phase_section(shown, sweep, sweep_rows, figs)
+        sections = [
+            ("findings", "Findings", _findings(used, widths)),
+            ("runs", "Runs (Table 2 style)", runs_section(shown)),
+            ("phase", "Phase shift", phase_body),
+            ("overlaps", "Mask overlaps", overlap_section(shown, masks_csv or [], figs)),
+            ("layers", "Per-layer sparsity", per_layer_section(shown)),
+            ("flatness", "Hessian eigenvalues", flatness_section(shown, figs)),
+            ("landscapes", "Loss landscapes", landscape_section(shown)),
+            ("config", "Configurations", config_section(shown)),
+        ]
+    stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    meta = (f"{len(shown)} run(s){' and sweep ' + h.esc(sweep) if sweep else ''}; written {h.esc(stamp)} by "
+            f"causalprune {h.esc(__version__)}" + (f"<br><code>{h.esc(command)}</code>" if command else ""))
+    out = Path(out)
+    write_text(out, h.page(title, meta, sections))
+    return out
+
+
+def describe(rows: list[dict[str, Any]]) -> str:
+    """One line per run for the terminal."""
+    return "\n".join(f"  {r['label']:<40} {r['percent_pruned']:6.2f}% pruned  {r['test_accuracy']:6.2f}% test"
+                     for r in rows)
