@@ -66,27 +66,26 @@ def timed(fn: Callable, *args, **kw) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
-def goal(figure: str, value: float, target: float, *, op: str = "<=", unit: str = "", fmt: str = "{:.3g}",
-         note: str = "") -> dict:
-    """One row of the goals table: ``value op target`` decides 'met'."""
+def goal(figure: str, value: float, target: float | None, *, op: str = "<=", unit: str = "",
+         fmt: str = "{:.3g}", note: str = "") -> dict:
+    """One row of the goals table: ``value op target`` decides 'met' (target None: for information)."""
+    if target is None:
+        return {"figure": figure, "value": value, "target": None, "op": op, "unit": unit, "met": None,
+                "shown": fmt.format(value) + unit, "goal": "(information)", "note": note}
     ok = {"<=": value <= target, ">=": value >= target, "<": value < target, ">": value > target}[op]
     return {"figure": figure, "value": value, "target": target, "op": op, "unit": unit, "met": bool(ok),
             "shown": fmt.format(value) + unit, "goal": f"{op} {fmt.format(target)}{unit}", "note": note}
 
 
 def lenet_data(quick: bool, batch_size: int):
-    """LeNet's data: Fashion-MNIST (``make fmnist`` installs it). Only a quick run may fall back
-    to synthetic 1x28x28 blobs (same shapes, so the same costs)."""
+    """LeNet's data: Fashion-MNIST (``make fmnist`` installs it). A quick run uses synthetic
+    1x28x28 blobs instead (same shapes, so the same per-step costs, and nothing to load)."""
     from causalprune.data import load_data
-    from causalprune.errors import DataError
 
     kw = dict(model="lenet", batch_size=batch_size, seed=0, pipeline="device")
-    try:
-        return load_data("fashion-mnist", **kw)
-    except DataError:
-        if not quick:
-            raise
+    if quick:
         return load_data("synthetic", synthetic_shape=(1, 28, 28), synthetic_samples=2048, **kw)
+    return load_data("fashion-mnist", **kw)
 
 
 def cycle_batches(batches, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -31,7 +31,6 @@ import torch
 
 from causalprune.config import Config, config_from_dict
 from causalprune.distributed import DEBUG_MASKS_ENV
-from causalprune.experiment import Experiment
 from causalprune.masks import read_masks, sparsity
 from causalprune.paths import RunPaths
 from causalprune.presets import preset_values
@@ -108,6 +107,8 @@ def runs(tmp_path_factory):
     first = _launch_and_kill_at_lasso2(root / "ddp", dump)
     res = subprocess.run(_cmd(root / "ddp"), env=_env(dump), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, f"resumed DDP run failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    from causalprune.experiment import Experiment  # here: spawned workers import this module
+
     single = Experiment(_cfg(root / "single"), log=lambda m: None)
     single.run()
     return {"ddp": RunPaths(_cfg(root / "ddp").run_dir()), "single": single.paths, "dump": dump,
@@ -163,3 +164,123 @@ def test_ddp_run_resumed_and_only_rank0_reported(runs):
     assert "iteration 1/2" not in runs["second"] and "iteration 2/2" in runs["second"]
     assert read_json(runs["ddp"].summary)["percent_pruned"] == pytest.approx(
         read_json(runs["single"].summary)["percent_pruned"], abs=0.1)
+
+
+# -- the pieces, without torchrun ----------------------------------------------------------------
+
+def test_shard_bounds_cover_every_sample_once():
+    from causalprune.distributed import shard_bounds
+
+    for n in range(0, 40):
+        for w in (1, 2, 3, 8):
+            parts = [shard_bounds(n, r, w) for r in range(w)]
+            assert parts[0][0] == 0 and parts[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+            sizes = [hi - lo for lo, hi in parts]
+            assert max(sizes) - min(sizes) <= 1
+
+
+def test_assign_layers_balances_and_is_deterministic():
+    from causalprune.distributed_lasso import assign_layers
+
+    sizes = {"a": 100, "b": 10, "c": 60, "d": 50, "e": 5}
+    owners = assign_layers(sizes, 2)
+    assert list(owners) == list(sizes) and owners == assign_layers(dict(sizes), 2)
+    load = [sum(s for k, s in sizes.items() if owners[k] == r) for r in range(2)]
+    assert sorted(load) == [110, 115]
+    assert set(assign_layers(sizes, 8).values()) == {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("extra", [{"l1_coeff": 1e-7}, {"momentum": 0.9, "l1_coeff": 1e-6},
+                                   {"granularity": "filter", "l1_coeff": 1e-6}])
+def test_per_layer_fits_reproduce_the_sequential_decision(tiny_net, extra):
+    """A rank fits only its layers, each from the generator state the one-process loop would have
+    reached: the result must be bit-identical to methods.causal_decision over all layers."""
+    import torch.nn.functional as F
+
+    from causalprune.distributed_lasso import fit_layers
+    from causalprune.masks import ones_masks
+    from causalprune.methods import causal_decision
+    from causalprune.record import Recorder
+
+    cfg = Config(record_dtype="fp32", **extra)
+    opt = torch.optim.SGD(tiny_net.parameters(), lr=0.05, momentum=cfg.momentum)
+    rec = Recorder(tiny_net, ones_masks(tiny_net), lr=0.05, max_steps=40, dtype="fp32", budget_bytes=10**9)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        x, y = torch.randn(8, 1, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
+        loss = F.cross_entropy(tiny_net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        rec.after_step(loss)
+    keep, gam = causal_decision(rec, cfg, torch.Generator().manual_seed(5))
+    assert 0 < sum(int((k == 0).sum()) for k in keep.values())
+    for slots in ([rec.slots[1]], [rec.slots[0]], rec.slots[::-1]):  # any subset, any order
+        k2, g2 = fit_layers(rec, cfg, torch.Generator().manual_seed(5), rec.layer_keys, slots)
+        for s in slots:
+            assert torch.equal(k2[s.key], keep[s.key]) and torch.equal(g2[s.key], gam[s.key]), s.key
+
+
+def _worker(rank: int, world: int, port: int) -> None:
+    """Runs in each of 2 spawned gloo processes; any failed assert fails the test."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from causalprune import distributed as ddp
+    from causalprune.errors import MaskError
+    from causalprune.masks import apply_masks, ones_masks
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    assert ddp.init_from_env("cpu") and ddp.world_size() == 2 and ddp.rank() == rank
+    # A global batch of 7 (shares of 4 and 3): the DDP gradient is the one-process gradient.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    apply_masks(model, ones_masks(model))
+    ref = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    ref.load_state_dict({k.replace("_orig", ""): v for k, v in model.state_dict().items() if "mask" not in k})
+    x, y = torch.randn(7, 5, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    net = ddp.wrap_model(model, torch.device("cpu"))
+
+    class _B:
+        def epoch(self, seed):
+            yield x, y
+
+    (xs, ys, n), = list(ddp.local_batches(_B(), 0))
+    assert n == 7 and len(ys) == (4 if rank == 0 else 3)
+    loss = ddp.batch_loss(net(xs), ys, n)
+    loss.backward()
+    full = F.cross_entropy(ref(x), y)
+    full.backward()
+    assert torch.allclose(ddp.mean_over_ranks(loss.detach()), full.detach(), atol=1e-6)
+    assert torch.allclose(model[0].weight_orig.grad, ref[0].weight.grad, atol=1e-6)
+    assert torch.allclose(model[2].bias.grad, ref[2].bias.grad, atol=1e-6)
+    assert ddp.sum_over_ranks(float(rank + 1)) == [3.0]
+    # broadcast_tensor carries shape and dtype.
+    t = ddp.broadcast_tensor(torch.arange(6, dtype=torch.bfloat16).reshape(2, 3) if rank == 1 else None, 1)
+    assert t.dtype == torch.bfloat16 and t.shape == (2, 3) and float(t[1, 2]) == 5.0
+    # Masks: equal ones pass; one flipped entry on rank 1 stops both ranks, naming the layer.
+    masks = {k: (torch.arange(m.numel()).reshape(m.shape) % 3 != 0).to(torch.uint8) for k, m in ones_masks(model).items()}
+    assert all(torch.equal(a, masks[k]) for k, a in ddp.agree_on_masks(masks).items())
+    bad = {k: v.clone() for k, v in masks.items()}
+    if rank == 1:
+        bad["2.weight"].view(-1)[0] ^= 1
+    try:
+        ddp.agree_on_masks(bad)
+    except MaskError as exc:
+        assert "2.weight" in str(exc) and "[1]" in str(exc), str(exc)
+    else:
+        raise AssertionError("disagreeing masks were accepted")
+
+
+def test_gradients_losses_and_mask_checks_across_two_processes():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_worker, args=(2, port), nprocs=2, join=True)

@@ -265,3 +265,83 @@ def test_crash_right_after_an_early_stop_does_not_train_on(tmp_path):
     assert len(states) == 1, "the crash happened"
     assert json.loads(got.state.read_text())["post_epochs_done"] == 2
     assert got.metrics.read_text() == ref.metrics.read_text()
+
+
+# -- every file is written atomically ------------------------------------------------------------------------
+# Not results, so not written through storage.py on purpose: the spill file is a scratch matrix that a
+# resumed run truncates and rewrites; TensorBoard event files are append-only logs.
+WRITE_ALLOWED = {"storage.py", "spill.py", "tblog.py"}
+
+
+def _safe_targets(func) -> set[str]:
+    """Names bound in ``func`` to an atomic_path temporary or to an in-memory buffer."""
+    import ast
+
+    names = set()
+    for node in ast.walk(func):
+        if isinstance(node, ast.With):
+            for item in node.items:
+                call = item.context_expr
+                callee = getattr(call, "func", None)
+                if isinstance(callee, (ast.Name, ast.Attribute)) and \
+                        getattr(callee, "id", getattr(callee, "attr", "")) == "atomic_path" and \
+                        isinstance(item.optional_vars, ast.Name):
+                    names.add(item.optional_vars.id)
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            callee = node.value.func
+            if getattr(callee, "id", getattr(callee, "attr", "")) in ("BytesIO", "StringIO"):
+                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def _unsafe_writes(path: Path) -> list[str]:
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    funcs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    for func in funcs:
+        safe = _safe_targets(func)
+        for node in ast.walk(func):
+            if not isinstance(node, ast.Call):
+                continue
+            f, args = node.func, node.args
+            first = args[0] if args else None
+            first_safe = isinstance(first, ast.Name) and first.id in safe
+            where = f"{path.name}:{node.lineno}"
+            if isinstance(f, ast.Name) and f.id == "open":
+                mode = args[1] if len(args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"), None)
+                if isinstance(mode, ast.Constant) and set(str(mode.value)) & set("wax+") and not first_safe:
+                    found.append(f"{where}: open(..., {mode.value!r})")
+            elif isinstance(f, ast.Attribute):
+                owner = getattr(f.value, "id", "")
+                if (owner, f.attr) == ("torch", "save") and not (len(args) > 1 and isinstance(args[1], ast.Name)
+                                                                and args[1].id in safe):
+                    found.append(f"{where}: torch.save")
+                elif f.attr in ("savefig", "savez", "savez_compressed") and not first_safe:
+                    found.append(f"{where}: {f.attr}")
+                elif owner in ("np", "numpy") and f.attr == "save" and not first_safe:
+                    found.append(f"{where}: np.save")
+                elif f.attr in ("write_text", "write_bytes") and owner not in safe | {"storage"}:
+                    found.append(f"{where}: .{f.attr}")
+    return found
+
+
+def test_every_file_is_written_through_storage():
+    import causalprune
+
+    root = Path(causalprune.__file__).parent
+    found = [w for p in sorted(root.rglob("*.py")) if p.name not in WRITE_ALLOWED for w in _unsafe_writes(p)]
+    assert not found, "writes that bypass storage.atomic_path (a kill would leave a torn file):\n" + "\n".join(found)
+
+
+def test_the_write_scan_catches_a_direct_write(tmp_path):
+    """The control for the scan above."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("import torch\ndef f(p, fig, obj):\n    torch.save(obj, p)\n    fig.savefig(p / 'a.png')\n"
+                   "    p.write_text('x')\n    open(p, 'w').write('x')\n")
+    good = tmp_path / "good.py"
+    good.write_text("import io, torch\nfrom causalprune.storage import atomic_path\n"
+                    "def f(p, fig, obj):\n    with atomic_path(p) as tmp:\n        torch.save(obj, tmp)\n"
+                    "        fig.savefig(tmp)\n    buf = io.BytesIO()\n    fig.savefig(buf)\n")
+    assert len(_unsafe_writes(bad)) == 4 and _unsafe_writes(good) == []

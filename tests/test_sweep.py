@@ -227,3 +227,14 @@ def test_cli_bad_grid_is_one_line(capsys, tmp_path):
     code = main(["sweep", "--preset", "quick", "--out", str(tmp_path), "--l1-grid", "1e-13:oops:3"])
     err = capsys.readouterr().err
     assert code == 2 and "write it as" in err and len(err.strip().splitlines()) == 1
+
+
+def test_sweep_folder_survives_moving_the_out_folder(base, fake, tmp_path):
+    import shutil
+
+    rows, out = run_sweep(base, SweepSpec(l1_grid=(1e-13, 1e-12)))
+    moved = tmp_path / "elsewhere"
+    shutil.move(base.out, moved)
+    back = read_sweep_rows(moved / out.name)
+    assert len(back) == len(rows) and all(Path(r["run_dir"]).parent == moved for r in back)
+    assert all(Path(r["run_dir"]).is_dir() for r in back)

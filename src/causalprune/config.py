@@ -83,7 +83,8 @@ class Config:
     device: str = _f("auto", "auto | cpu | cuda", kind="runtime")
     pipeline: str = _f("auto", "input pipeline: auto | device (uint8 tensor on the device) | workers", kind="runtime")
     workers: int = _f(2, "DataLoader workers for the workers pipeline", kind="runtime")
-    record_budget: str = _f("", "memory budget for the recording, e.g. 8GB (default: derived from free memory)",
+    record_budget: str = _f("", "memory budget for the recording, e.g. 8GB (default: derived from free memory); a "
+                                "larger recording is spilled to a memory-mapped file in the run folder",
                             kind="runtime")
     tensorboard: bool = _f(False, "also write TensorBoard scalars and |gamma| histograms", kind="runtime")
     preset: str = _f("", "name of the preset applied before the flags (demo, paper, ...)", kind="runtime")

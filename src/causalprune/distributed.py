@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import inspect
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -74,19 +75,24 @@ def comm_device() -> torch.device:
 
 
 def barrier() -> None:
-    if is_dist():
-        dist.barrier(device_ids=[torch.cuda.current_device()]) if _nccl() else dist.barrier()
+    if _nccl():
+        dist.barrier(device_ids=[torch.cuda.current_device()])
+    elif is_dist():
+        dist.barrier()
 
 
 def init_from_env(device: str = "auto") -> bool:
     """Join the process group described by torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
-    MASTER_ADDR, MASTER_PORT); True when running distributed. NCCL when the run uses CUDA, gloo
+    MASTER_ADDR, MASTER_PORT); True when running distributed (also with one process under
+    torchrun, so ``--nproc_per_node 1`` exercises the multi-process path). NCCL when the run uses CUDA, gloo
     otherwise (``CAUSALPRUNE_DIST_BACKEND`` overrides). Safe to call more than once."""
     if is_dist():
         return True
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if "WORLD_SIZE" not in os.environ:
         return False
     missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing and int(os.environ["WORLD_SIZE"]) <= 1:
+        return False  # not torchrun; under torchrun even one process takes the DDP path
     if missing:
         raise ConfigError(f"WORLD_SIZE is set but {', '.join(missing)} is not; start multi-process runs with "
                           "`torchrun --nproc_per_node N -m causalprune run ...`")
@@ -132,9 +138,12 @@ def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
 
     if device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    # broadcast_buffers=False: the masks are buffers as large as the weights; re-sending them at
-    # every forward would double the traffic, and agree_on_masks() checks them explicitly.
-    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+    # No buffer broadcast at every forward: the masks are buffers as large as the weights, re-sending
+    # them would double the traffic, and agree_on_masks() checks them explicitly. (Buffers are
+    # still synced once, when DDP is built.) Newer torch names the option forward_sync_buffers.
+    no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters \
+        else {"broadcast_buffers": False}
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None, **no_sync)
 
 
 def wrap_optimizer(opt: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:

@@ -25,7 +25,7 @@ import torch
 from . import distributed as ddp
 from .config import Config, diff_configs
 from .data import load_data
-from .errors import CheckpointError, ConfigError
+from .errors import ConfigError
 from .masks import (Masks, apply_masks, check_fit, check_not_empty, combine, current_masks,
                     ones_masks, prunable_modules, read_masks, save_masks, sparsity, weight_of)
 from .methods import causal_decision, layer_target_counts, magnitude_decision, random_decision
@@ -110,12 +110,9 @@ class Experiment:
             save_checkpoint(path, {"model": self.model.state_dict(), **extra})
 
     def _load(self, path: Path) -> dict:
-        try:
-            ck = load_checkpoint(path, self.device)
-        except CheckpointError as exc:
-            # Deleting a finished stage's file does not make the run redo that stage: say so.
-            raise CheckpointError(f"cannot resume {self.paths.root}: {exc}. Restore the file, or pass "
-                                  "--overwrite to recompute this run from the start") from exc
+        # Deleting a finished stage's file does not make the run redo that stage: say what does.
+        ck = load_checkpoint(path, self.device, advice="restore it, or pass --overwrite to recompute this run "
+                                                       "from the start")
         self.model.load_state_dict(ck["model"])
         return ck
 

@@ -51,16 +51,26 @@ def report_rows(runs: list[str], sweep: str | None) -> tuple[list[dict], list[di
     return shown, used, sweep_rows
 
 
-def _findings(used: list[dict], widths: dict | None) -> str:
+def _findings(used: list[dict], widths: dict | None, sweep_kind: tuple | None) -> str:
+    """The three answers, per model and data set (runs of different models are never compared)."""
     from .analysis.findings import eigen_findings, layer_matched_findings, phase_findings
 
-    parts = [("Is causal's transition sharper than magnitude's? (paper Test 1)", phase_findings(widths)),
-             ("Are causal's top Hessian eigenvalues smaller? (paper Test 2)", eigen_findings(used)),
-             ('"How much per layer" or "which weights"? (layer-matched baselines)', layer_matched_findings(used))]
-    body = "".join(f"<h3>{h.esc(q)}</h3>" + "".join(f"<p>{h.esc(t)}</p>" for t in f["text"]) for q, f in parts)
-    n = len(used)
-    return (f'<div class="findings">{body}</div><p class="meta">Computed from {n} finished run(s) when this '
-            "report was written; ties are differences within 0.5 accuracy points or twice their standard error.</p>")
+    groups: dict[tuple, list[dict]] = {}
+    for r in used:
+        groups.setdefault((r["model"], r["dataset"]), []).append(r)
+    body = ""
+    for kind, rows in sorted(groups.items()):
+        parts = [("Is causal's transition sharper than magnitude's? (paper Test 1)",
+                  phase_findings(widths if kind == sweep_kind else None)),
+                 ("Are causal's top Hessian eigenvalues smaller? (paper Test 2)", eigen_findings(rows)),
+                 ('"How much per layer" or "which weights"? (layer-matched baselines)', layer_matched_findings(rows))]
+        tag = "h4" if len(groups) > 1 else "h3"
+        body += f"<h3>{h.esc(kind[0])} on {h.esc(kind[1])}</h3>" if len(groups) > 1 else ""
+        body += "".join(f"<{tag}>{h.esc(q)}</{tag}>" + "".join(f"<p>{h.esc(t)}</p>" for t in f["text"])
+                        for q, f in parts)
+    return (f'<div class="findings">{body}</div><p class="meta">Computed from {len(used)} finished run(s) when '
+            "this report was written; ties are differences within 0.5 accuracy points or twice their standard "
+            "error over the pairs.</p>")
 
 
 def build_report(runs: list[str], out: str | Path, *, sweep: str | None = None, masks_csv: list[str] | None = None,
@@ -74,8 +84,10 @@ def build_report(runs: list[str], out: str | Path, *, sweep: str | None = None, 
     with tempfile.TemporaryDirectory(prefix="causalprune-report-") as tmp:
         figs = Path(tmp)
         phase_body, widths = phase_section(shown, sweep, sweep_rows, figs)
+        swept = {Path(r["run_dir"]).name for r in sweep_rows or []}
+        sweep_kind = next(((r["model"], r["dataset"]) for r in used if Path(r["run_dir"]).name in swept), None)
         sections = [
-            ("findings", "Findings", _findings(used, widths)),
+            ("findings", "Findings", _findings(used, widths, sweep_kind)),
             ("runs", "Runs (Table 2 style)", runs_section(shown)),
             ("phase", "Phase shift", phase_body),
             ("overlaps", "Mask overlaps", overlap_section(shown, masks_csv or [], figs)),

@@ -35,7 +35,12 @@ def runs_section(rows: list[dict]) -> str:
              h.fmt(r.get("best_val_accuracy")), h.fmt(r.get("params_nonzero")), h.fmt(r.get("params_total")),
              h.fmt(r.get("macs_sparse")), h.fmt(r.get("macs_dense")),
              h.fmt(max(r["eigenvalues"]), 4) if r.get("eigenvalues") else "-"] for r in rows]
-    out = h.table(header, body, left=4)
+    # One model and data set (the usual case) is named in the title: drop the two constant columns
+    # so the table fits the page.
+    if len({(r["model"], r["dataset"]) for r in rows}) == 1:
+        header = header[:2] + header[4:]
+        body = [b[:2] + b[4:] for b in body]
+    out = h.table(header, body, left=2)
     out += ("<p class=\"meta\">Unstructured masks zero weights but do not speed up dense kernels: MACs (sparse) "
             "counts the multiply-adds a sparse kernel would need, not measured time.</p>")
     for model, dataset in sorted({(r["model"], r["dataset"]) for r in rows}):
@@ -93,8 +98,8 @@ def _partners(causal: dict, group: list[dict]) -> list[dict]:
     layer-matched twins."""
     same_seed = [r for r in group if r["curve"] == "magnitude" and r["seed"] == causal["seed"]]
     out = [min(same_seed, key=lambda r: abs(r["percent_pruned"] - causal["percent_pruned"]))] if same_seed else []
-    src = str(Path(causal["run_dir"]).resolve())
-    out += [r for r in group if r.get("match_layers") and str(Path(r["match_layers"]).resolve()) == src]
+    src = Path(causal["run_dir"]).name  # by folder name, as in analysis.findings (survives moves)
+    out += [r for r in group if r.get("match_layers") and Path(r["match_layers"]).name == src]
     return out
 
 

@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, DataError
 from .masks import Masks, make_permanent
 from .specs import InputSpec
 from .structure import Plan, plan_structure
 
-__all__ = ["shrink_model", "apply_widths", "load_shrunk", "max_abs_diff"]
+__all__ = ["shrink_model", "apply_widths", "load_shrunk", "max_abs_diff", "shrink_run"]
 
 _FORMAT = 1
 
@@ -158,3 +158,72 @@ def max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
         return float((a(x).double() - b(x).double()).abs().max())
     finally:
         a.train(ta), b.train(tb)
+
+
+def _check_run_is_chain(run_dir) -> None:
+    """Refuse a non-chain model from the run's config alone, before loading any data."""
+    from .config import Config, config_from_dict
+    from .chain import trace_chain
+    from .data import dataset_spec
+    from .masks import apply_masks, ones_masks
+    from .models import build_model
+    from .paths import RunPaths
+    from .storage import read_json
+
+    paths = RunPaths(run_dir)
+    if not paths.config.is_file():
+        raise CheckpointError(f"{paths.root} is not a run folder (no config.json); pass a folder made by "
+                              "`causal-prune run`")
+    cfg = config_from_dict(read_json(paths.config), Config())
+    spec = dataset_spec(cfg.dataset, cfg.model)
+    model = build_model(cfg.model, spec)
+    apply_masks(model, ones_masks(model))
+    trace_chain(model, spec)
+
+
+def shrink_run(run_dir, out=None, *, device: str = "cpu", data_dir: str = "", tol: float = 1e-5,
+               samples: int = 256) -> dict[str, Any]:
+    """Shrink a finished run's final model, check it against the masked model on ``samples`` real
+    validation inputs (max |diff| <= ``tol``), and save it. Returns the report (also the JSON)."""
+    from pathlib import Path
+
+    from .analyze import load_final_model
+    from .errors import MaskError
+    from .flops import layer_macs
+    from .masks import current_masks
+    from .paths import RunPaths
+    from .storage import save_checkpoint, write_json
+
+    _check_run_is_chain(run_dir)
+    model, cfg, data = load_final_model(run_dir, device, data_dir)
+    dev = next(model.parameters()).device
+    small, widths = shrink_model(model, current_masks(model), data.spec, dev)
+    x = _inputs(data.val, samples).to(dev)
+    diff = max_abs_diff(model, small, x)
+    if not diff <= tol:
+        raise MaskError(f"the shrunk model differs from the masked one by {diff:.3g} > {tol:g} on {len(x)} "
+                        "validation inputs; please report this with the run folder")
+    paths = RunPaths(run_dir)
+    out = Path(out) if out else paths.shrunk
+    macs = lambda m: sum(layer_macs(m, data.spec, dev).values())  # noqa: E731
+    report = {"run": str(paths.root), "model": cfg.model, "file": str(out), "max_abs_diff": diff,
+              "inputs_checked": int(len(x)), "params_masked_model": sum(p.numel() for p in model.parameters()),
+              "params_shrunk": sum(p.numel() for p in small.parameters()),
+              "macs_masked_model": macs(model), "macs_shrunk": macs(small), **widths}
+    save_checkpoint(out, {"kind": "causalprune-shrunk", "model_name": cfg.model, "widths": widths,
+                          "state_dict": small.state_dict(), "config": cfg.to_dict()})
+    write_json(paths.shrunk_widths if out == paths.shrunk else out.with_suffix(".json"), report)
+    return report
+
+
+def _inputs(batches, n: int) -> torch.Tensor:
+    """The first ``n`` inputs of a split (whole batches, then cut)."""
+    xs, have = [], 0
+    for x, _ in batches:
+        xs.append(x)
+        have += len(x)
+        if have >= n:
+            break
+    if not xs:
+        raise DataError("the run's validation split is empty; nothing to compare the shrunk model on")
+    return torch.cat(xs)[:n]

@@ -101,16 +101,12 @@ class SpillFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "wb")  # truncates the leftover of a killed run
         self._cleanup = weakref.finalize(self, _remove, self.path)
-        rows = max(1, int(rows_per_chunk))
-        self._chunks = [torch.empty((rows, self.width), dtype=dtype, device=device) for _ in range(2)]
+        self.rows_per_chunk = max(1, int(rows_per_chunk))
+        self._chunks = [torch.empty((self.rows_per_chunk, self.width), dtype=dtype, device=device) for _ in range(2)]
         self._active, self._fill, self.rows = 0, 0, 0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spill")
         self._pending: Future | None = None
         self._matrix: torch.Tensor | None = None
-
-    @property
-    def rows_per_chunk(self) -> int:
-        return int(self._chunks[0].shape[0]) if self._chunks else 0
 
     def held_bytes(self) -> int:
         """Memory held by the chunks (the file's pages are the kernel's page cache)."""

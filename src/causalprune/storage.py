@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 
+# What to do about a damaged file, unless the caller knows better (a run folder does).
+RESTORE = "restore it from a copy or recreate it"
 # The process umask, read once (os.umask can only be read by setting it).
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -149,13 +151,14 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
         save_file(clean, str(tmp), metadata=metadata)
 
 
-def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu", *,
+                 advice: str = RESTORE) -> dict[str, torch.Tensor]:
     """Read a safetensors file (or a ``.pt`` file with weights_only=True) into a dict."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"{path} does not exist")
+        raise CheckpointError(f"{path} does not exist" + ("" if advice == RESTORE else f"; {advice}"))
     if path.suffix == ".pt":
-        obj = load_checkpoint(path, device)
+        obj = load_checkpoint(path, device, advice=advice)
         if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
             raise CheckpointError(f"{path} does not hold a flat dict of tensors")
         return obj
@@ -167,7 +170,7 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"{path} is corrupt or truncated ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
-            "restore it from a copy or recreate it"
+            f"{advice}"
         ) from exc
 
 
@@ -177,11 +180,11 @@ def save_checkpoint(path: str | os.PathLike, obj: Any) -> None:
         torch.save(obj, tmp)
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", *, advice: str = RESTORE) -> Any:
     """``torch.load(weights_only=True)``: a crafted pickle cannot run code, it is refused."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"{path} does not exist")
+        raise CheckpointError(f"{path} does not exist" + ("" if advice == RESTORE else f"; {advice}"))
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols on foreign files
             warnings.simplefilter("ignore")
@@ -194,7 +197,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
                 "load it (only tensors, numbers and strings are accepted)"
             ) from exc
         raise CheckpointError(f"{path} is corrupt, truncated or not a PyTorch checkpoint ({reason}); "
-                              "restore it from a copy or recreate it") from exc
+                              f"{advice}") from exc
 
 
 def _load_failure(exc: BaseException) -> tuple[bool, str]:

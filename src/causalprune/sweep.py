@@ -169,7 +169,7 @@ def run_sweep(base: Config, spec: SweepSpec, *, overwrite: bool = False, retry_f
     from .sweep_outputs import write_sweep_outputs
 
     spec = spec.validate()
-    base = base.validate()
+    base = base.replace(name="").validate()  # a fixed --name would put every run in one folder
     out = sweep_dir(base, spec)
     fail_path = RunPaths(out).file("failures.json")
     failures: dict[str, str] = read_json(fail_path) if fail_path.is_file() else {}

@@ -120,5 +120,11 @@ def read_sweep_rows(folder: str | Path) -> list[dict]:
                 row[k] = v == "True"
             else:
                 row[k] = v
+        # Run folders are siblings of the sweep folder: if the whole --out folder moved (or the
+        # sweep ran from another working directory), find them there.
+        if row.get("run_dir") and not Path(row["run_dir"]).is_dir():
+            sibling = Path(folder).parent / Path(row["run_dir"]).name
+            if sibling.is_dir():
+                row["run_dir"] = str(sibling)
         rows.append(row)
     return rows

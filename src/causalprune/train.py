@@ -84,7 +84,8 @@ def _check_finite(losses: list[torch.Tensor], first_step: int, desc: str) -> Non
     bad = ~torch.isfinite(stacked)
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
-        raise TrainingError(f"{desc}: the loss became {float(stacked[i])} at step {first_step + i}; "
+        # Steps are counted from 1 in the message, as the progress bar counts them.
+        raise TrainingError(f"{desc}: the loss became {float(stacked[i])} at step {first_step + i + 1} of the epoch; "
                             "the last good checkpoint is kept. Lower the learning rate and rerun.")
 
 

@@ -39,7 +39,9 @@ def _ok(r: dict) -> bool:
 
 
 def _key(path: Any) -> str:
-    return str(Path(str(path)).resolve()) if path else ""
+    # Run folder names are unique per configuration (a hash), and unlike full paths they survive
+    # moving the --out folder, so a layer-matched run is paired with its causal run by name.
+    return Path(str(path)).name if path else ""
 
 
 def _stats(diffs: Sequence[float]) -> dict[str, Any]:
@@ -75,6 +77,12 @@ def paired_gaps(rows: list[dict], other: str) -> dict[str, Any]:
     return _stats(diffs)
 
 
+def _firm(g: dict) -> bool:
+    """A tie is informative only when the pairs agree (a tolerance near MIN_TOL), not when the
+    spread between pairs is so wide that any small difference would be called a tie."""
+    return g["tol"] <= 2 * MIN_TOL
+
+
 def _pp(x: float) -> str:
     return f"{abs(x):.2f} points"
 
@@ -83,9 +91,12 @@ def _gap_sentence(g: dict, name: str) -> str:
     if g["verdict"] == "none":
         return f"There is no {name} run to compare with causal at equal sparsity."
     where = f"over {g['n']} pair(s) at equal sparsity"
-    if g["verdict"] == "level":
+    if g["verdict"] == "level" and _firm(g):
         return (f"Causal and {name} are level {where} (mean difference {g['mean']:+.2f} points, "
                 f"within the tolerance of {g['tol']:.2f}).")
+    if g["verdict"] == "level":
+        return (f"Causal and {name} cannot be told apart {where}: the mean difference of {g['mean']:+.2f} points "
+                f"is within the spread between pairs (tolerance {g['tol']:.2f}); more seeds would settle it.")
     word = "more" if g["verdict"] == "higher" else "less"
     return f"Causal reaches {_pp(g['mean'])} {word} test accuracy than {name} {where}."
 
@@ -100,6 +111,9 @@ def layer_matched_findings(rows: list[dict]) -> dict[str, Any]:
         text.append("Without layer-matched runs the report cannot separate how much each layer loses from "
                     "which weights are chosen; run `causal-prune sweep` (it adds them) or "
                     "`causal-prune run --method magnitude --match-layers CAUSAL_RUN`.")
+    elif mat["verdict"] == "level" and not _firm(mat):
+        text.append("The layer-matched comparison is inconclusive with these runs, so it cannot yet say whether "
+                    "causal's result comes from how much each layer loses or from which weights it picks.")
     elif mat["verdict"] == "level":
         share = " This is where its edge over global magnitude comes from." if glob["verdict"] == "higher" else ""
         text.append("Given causal's per-layer sparsities, magnitude pruning does as well: what matters is how "
@@ -110,7 +124,7 @@ def layer_matched_findings(rows: list[dict]) -> dict[str, Any]:
             alloc = glob["mean"] - mat["mean"]
             part = (f" Of the {_pp(glob['mean'])} gap to global magnitude, {alloc:+.2f} points come from the "
                     f"per-layer allocation and {mat['mean']:+.2f} from the choice of weights.")
-        text.append("Causal also picks better weights within each layer: with the same per-layer sparsities, "
+        text.append("Causal picks better weights within each layer: with the same per-layer sparsities, "
                     f"magnitude still trails.{part}")
     else:
         text.append("Within each layer magnitude picks better weights than causal; any advantage of causal "
@@ -118,10 +132,16 @@ def layer_matched_findings(rows: list[dict]) -> dict[str, Any]:
     if rnd["verdict"] != "none" and mat["verdict"] != "none":
         diff = rnd["mean"] - mat["mean"]  # = acc(magnitude matched) - acc(random matched), on average
         tol = max(rnd["tol"], mat["tol"])
-        size = "matters" if diff > tol else "matters little" if diff >= -tol else \
-            "matters, and magnitude's choice is worse than chance"
+        if diff > tol:
+            size = "so which weights are pruned matters at these sparsities"
+        elif diff < -tol:
+            size = "so which weights are pruned matters, and magnitude's choice is worse than chance"
+        elif tol <= 2 * MIN_TOL:
+            size = "so which weights are pruned matters little at these sparsities"
+        else:
+            size = f"but the spread between pairs (tolerance {tol:.2f}) is too wide to tell whether that matters"
         text.append(f"At the same per-layer sparsities, magnitude's choice of weights gives {diff:+.2f} points of "
-                    f"accuracy over a random choice: which weights are pruned {size} at these sparsities.")
+                    f"accuracy over a random choice, {size}.")
     return {"gaps": g, "text": text}
 
 

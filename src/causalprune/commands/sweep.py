@@ -9,7 +9,8 @@ from .options import add_config_flags, resolve_config
 
 __all__ = ["register"]
 
-_VARIED = ("method", "seed", "l1_coeff", "target_sparsity", "match_layers")
+# Set per run by the sweep; --name is left out too, since every run needs its own folder.
+_VARIED = ("method", "seed", "l1_coeff", "target_sparsity", "match_layers", "name")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError, DataError
 from .blocks import FeatureBlock, LassoSchedule
+from .reference import BACKENDS
 
 __all__ = ["OnlineLasso", "solve_online"]
 
@@ -29,8 +30,6 @@ class OnlineLasso:
 
     def __init__(self, dims: list[int], l1_coeff: float, *, schedule: LassoSchedule = LassoSchedule(),
                  device: str | torch.device = "cpu", backend: str = "auto") -> None:
-        from .reference import BACKENDS
-
         if backend not in BACKENDS:
             raise ConfigError(f"unknown Lasso backend {backend!r}; choose one of {BACKENDS}")
         if backend == "numba" and torch.device(device).type != "cpu":
@@ -64,12 +63,15 @@ class OnlineLasso:
     def update(self, xs: list[torch.Tensor], y: float) -> None:
         """Consume one sample: ``xs`` holds one (already computed) feature vector per block."""
         xs = self._check(xs)
+        if not math.isfinite(float(y)):
+            raise DataError(f"update got a non-finite target y={float(y)}; the recorded loss diverged")
         self.steps += 1
         eta = float(self.schedule.lr0 / np.float64(self.steps) ** self.schedule.power_t)
         self.u += eta * self.l1_coeff
         clip = float(self.schedule.grad_clip)
         if self.use_numba:
-            from .fused_cpu import as_numba_array, dot_acc, update_block
+            from .kernels import as_numba_array
+            from .online_cpu import dot_acc, update_block
 
             flats = [as_numba_array(x.reshape(1, -1))[0] for x in xs]
             acc = 0.0
@@ -107,7 +109,8 @@ class OnlineLasso:
         if dims != self.dims or l1 != self.l1_coeff or LassoSchedule(**sched) != self.schedule:
             raise CheckpointError("OnlineLasso state belongs to a different problem (block sizes, l1_coeff or "
                                   "schedule differ); delete it or build the solver with the saved settings")
-        if [tuple(t.shape) for t in gam] != [(d,) for d in dims] or [tuple(t.shape) for t in qs] != [(d,) for d in dims]:
+        want = [(d,) for d in dims]
+        if [tuple(t.shape) for t in gam] != want or [tuple(t.shape) for t in qs] != want:
             raise CheckpointError("OnlineLasso state has tensors of the wrong size; delete it to restart the fit")
         for dst, src in zip(self._gamma + self._q, list(gam) + list(qs)):
             dst.copy_(src.to(device=self.device, dtype=torch.float32))

@@ -7,15 +7,16 @@ coordinate is pulled towards zero (never across it) by the penalty it has not ye
 A weight is pruned iff its γ ends exactly at 0.0.
 
 Two interchangeable back ends compute it: a fused numba kernel on CPU (fused_cpu.py) and
-vectorised torch ops elsewhere (torch_path.py). Both store γ, q in float32, compute each
-step in float64 and keep the scalars η, u in float64.
+vectorised torch ops elsewhere (torch_path.py). Both run the same float32 arithmetic on
+float32 state (γ, q), with η and u accumulated in float64 and rounded once per step, and dot
+products in float64 (kernels.py says why); they agree to the rounding of those dot products.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .blocks import FeatureBlock, LassoSchedule, step_schedule, validate_problem, visit_order
 
 __all__ = ["BACKENDS", "solve_reference", "lasso_sgd"]
@@ -50,10 +51,17 @@ def solve_reference(blocks: list[FeatureBlock], y: torch.Tensor, l1_coeff: float
     if backend == "torch" or (backend == "auto" and device.type != "cpu"):
         from .torch_path import solve_torch
 
-        return solve_torch(blocks, y, order, etas, us, clip, progress)
-    from .fused_cpu import solve_fused
+        gammas = solve_torch(blocks, y, order, etas, us, clip, progress)
+    else:
+        from .fused_cpu import solve_fused
 
-    return solve_fused(blocks, y, order, etas, us, clip, progress=progress)
+        gammas = solve_fused(blocks, y, order, etas, us, clip, progress=progress)
+    # checking the T×d features up front would cost a pass over them; a NaN γ reveals them
+    # (and would otherwise count as "kept", since NaN != 0)
+    if not all(bool(torch.isfinite(g).all()) for g in gammas):
+        raise DataError("the Lasso produced NaN/inf: some features are NaN/inf or overflow float32; "
+                        "check the recording (or rescale the block)")
+    return gammas
 
 
 def lasso_sgd(X: torch.Tensor, y: torch.Tensor, l1_coeff: float, *, lr0: float = 1e-2,

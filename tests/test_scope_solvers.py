@@ -1,0 +1,171 @@
+"""--scope network and --solver exact|online: the streaming fit equals the in-order reference pass,
+the network Lasso is one regression, the exact solver is the Lasso minimiser (<= T weights per layer)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from causalprune import methods
+from causalprune.config import Config
+from causalprune.data import load_data
+from causalprune.errors import RecordMemoryError
+from causalprune.experiment import Experiment
+from causalprune.features import layer_features
+from causalprune.masks import ones_masks, read_masks
+from causalprune.methods import causal_decision
+from causalprune.models import build_model
+from causalprune.online import OnlineCausal
+from causalprune.paths import RunPaths
+from causalprune.record import Recorder
+from causalprune.solvers import LassoSchedule, solve_reference
+from causalprune.solvers.blocks import block_features
+from causalprune.train import train_epoch
+
+L1S = (1e-11, 1e-10, 1e-9, 1e-8)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("digits", model="mlp", batch_size=64, seed=0)
+
+
+def _reference_in_order(rec, cfg):
+    """solve_reference(shuffle=False, epochs=1) on the recording, per layer or over the network."""
+    feats = layer_features(rec, momentum=cfg.momentum > 0, granularity=cfg.granularity)
+    y = rec.targets(lag=2 if cfg.momentum > 0 else 1)
+    sched = LassoSchedule(lr0=cfg.lasso_lr0, power_t=cfg.lasso_power_t, epochs=1)
+    if cfg.scope == "layer":
+        return [solve_reference(lf.blocks, y, cfg.l1_coeff, schedule=sched, shuffle=False) for lf in feats]
+    flat = solve_reference([b for lf in feats for b in lf.blocks], y, cfg.l1_coeff, schedule=sched, shuffle=False)
+    out, i = [], 0
+    for lf in feats:
+        out.append(flat[i:i + len(lf.blocks)])
+        i += len(lf.blocks)
+    return out
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("granularity,scope", [("weight", "layer"), ("weight", "network"), ("filter", "layer")])
+def test_online_callback_equals_in_order_reference(digits, momentum, granularity, scope):
+    torch.manual_seed(0)
+    model = build_model("mlp", digits.spec)
+    masks = ones_masks(model)
+    cfgs = [Config(lr_prune=1e-2, momentum=momentum, granularity=granularity, scope=scope, l1_coeff=a,
+                   solver="online") for a in L1S]
+    rec = Recorder(model, masks, lr=1e-2, max_steps=16, dtype="bf16")
+    online = [OnlineCausal(model, masks, c) for c in cfgs]
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=momentum)
+    train_epoch(model, digits.train, opt, seed=1, callbacks=[rec, *online], max_steps=14)
+    mixed = False
+    for cfg, on in zip(cfgs, online):
+        assert on.samples == rec.targets(lag=2 if momentum else 1).numel()
+        ref = _reference_in_order(rec, cfg)
+        for r_layer, o_layer in zip(ref, on.gammas()):
+            for r, o in zip(r_layer, o_layer):
+                assert torch.equal(r, o), "the streaming fit must reproduce the in-order pass bit for bit"
+        keep, mags = on.decision()
+        # the recording-based path of --solver online (used by CausalPruner) gives the same masks
+        keep2, mags2 = causal_decision(rec, cfg, torch.Generator().manual_seed(0))
+        assert all(torch.equal(keep[k], keep2[k]) and torch.equal(mags[k], mags2[k]) for k in keep)
+        flat = torch.cat([m.reshape(-1) for m in keep.values()])
+        mixed |= bool(flat.any()) and not bool(flat.all())
+    assert mixed, "no l1 value gave a partly pruned network: the comparison would prove little"
+
+
+def test_online_memory_does_not_grow_with_steps(digits):
+    torch.manual_seed(0)
+    model = build_model("mlp", digits.spec)
+    on = OnlineCausal(model, ones_masks(model), Config(lr_prune=1e-2, momentum=0.9, solver="online"))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    train_epoch(model, digits.train, opt, seed=1, callbacks=[on], max_steps=4)
+    held = on.held_bytes()
+    train_epoch(model, digits.train, opt, seed=2, callbacks=[on], max_steps=20)
+    assert on.held_bytes() == held and on.steps == 24 and on.samples == 22
+    assert held < 20 * on.width * 4, "O(d): a few vectors of the live weights, not T of them"
+
+
+def _tiny_recording(tiny_net, steps=12, lr=0.05):
+    rec = Recorder(tiny_net, ones_masks(tiny_net), lr=lr, max_steps=steps, dtype="fp32")
+    opt = torch.optim.SGD(tiny_net.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(5)
+    for _ in range(steps):
+        x, y = torch.randn(8, 1, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
+        loss = F.cross_entropy(tiny_net(x), y)
+        opt.zero_grad(); loss.backward(); opt.step()
+        rec.after_step(loss)
+    return rec
+
+
+def test_network_scope_is_one_regression(tiny_net):
+    rec = _tiny_recording(tiny_net)
+    cfg = Config(scope="network", l1_coeff=1e-6)
+    _, mags = causal_decision(rec, cfg, torch.Generator().manual_seed(7))
+    feats = layer_features(rec, momentum=False, granularity="weight")
+    sched = LassoSchedule(lr0=cfg.lasso_lr0, power_t=cfg.lasso_power_t, epochs=cfg.lasso_epochs)
+    flat = solve_reference([lf.blocks[0] for lf in feats], rec.targets(), cfg.l1_coeff, schedule=sched,
+                           shuffle=True, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(mags["conv.weight"], flat[0].abs()) and torch.equal(mags["fc.weight"], flat[1].abs())
+    _, per_layer = causal_decision(rec, cfg.replace(scope="layer"), torch.Generator().manual_seed(7))
+    assert not torch.equal(per_layer["fc.weight"], mags["fc.weight"]), "per-layer and network fits differ"
+
+
+def test_exact_solver_is_the_lasso_minimiser(tiny_net):
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    rec = _tiny_recording(tiny_net)
+    y = rec.targets()
+    n = y.numel()
+    for lf in layer_features(rec, momentum=False, granularity="weight"):
+        X = block_features(lf.blocks[0], slice(0, n), torch.float64)
+        alpha_max = float((X.T @ y.double()).abs().max()) / n
+        alpha = 0.05 * alpha_max
+        cfg = Config(solver="exact", l1_coeff=alpha)
+        keep, mags = causal_decision(rec, cfg, torch.Generator())
+        ref = sklearn.Lasso(alpha=alpha, fit_intercept=False, tol=1e-12, max_iter=200000)
+        ref.fit((X / X.abs().max()).numpy(), (y.double() / y.abs().max()).numpy())  # same problem, rescaled
+        coef = torch.from_numpy(ref.coef_) * float(y.abs().max()) / float(X.abs().max())
+        got = mags[lf.key].reshape(-1)
+        assert torch.allclose(got.double(), coef.abs(), rtol=1e-3, atol=1e-4 * float(coef.abs().max()))
+        assert int(keep[lf.key].sum()) <= n, "an exact Lasso keeps at most T weights per layer"
+        assert int(keep[lf.key].sum()) >= 1
+
+
+def test_exact_keeps_at_most_T_weights_even_with_a_tiny_penalty(tiny_net):
+    rec = _tiny_recording(tiny_net)
+    keep, _ = causal_decision(rec, Config(solver="exact", l1_coeff=1e-20), torch.Generator())
+    ref, _ = causal_decision(rec, Config(solver="reference", l1_coeff=1e-20), torch.Generator().manual_seed(0))
+    n = rec.targets().numel()
+    for k in keep:
+        assert 1 <= int(keep[k].sum()) <= n < int(ref[k].sum())
+
+
+def test_exact_refuses_what_does_not_fit(tiny_net, monkeypatch):
+    rec = _tiny_recording(tiny_net)
+    monkeypatch.setattr(methods, "free_memory_bytes", lambda device: 1000)
+    with pytest.raises(RecordMemoryError, match="--scope layer"):
+        causal_decision(rec, Config(solver="exact", scope="network", l1_coeff=1e-9), torch.Generator())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_exact_and_online_run_on_the_gpu(tiny_net):
+    tiny_net = tiny_net.cuda()
+    rec = _tiny_recording(tiny_net)
+    keep, mags = causal_decision(rec, Config(solver="exact", l1_coeff=1e-12), torch.Generator())
+    assert all(m.device.type == "cuda" for m in mags.values())
+    on = OnlineCausal(tiny_net, ones_masks(tiny_net), Config(solver="online", l1_coeff=1e-9), device=rec.device)
+    on.after_step(torch.tensor(1.0, device="cuda")), on.after_step(torch.tensor(0.5, device="cuda"))
+    assert on.decision()[0]["fc.weight"].device.type == "cuda"
+
+
+@pytest.mark.parametrize("settings", [dict(solver="online"), dict(solver="exact", allow_empty_layers=True),
+                                      dict(scope="network")])
+def test_solver_and_scope_runs_end_to_end_on_digits(quick_cfg, settings):
+    cfg = quick_cfg.replace(n_pre=1, n_iter=2, n_prune=1, n_post=1, max_steps_per_epoch=8, **settings)
+    s = Experiment(cfg, log=lambda m: None).run()
+    paths = RunPaths(cfg.run_dir())
+    m1, m2 = read_masks(paths.masks(1)), read_masks(paths.masks(2))
+    assert all(bool((m2[k] <= m1[k]).all()) for k in m1), "masks only shrink"
+    assert 0 <= s["percent_pruned"] <= 100 and len(s["iterations"]) == 2
+    if cfg.solver == "exact":  # at most T = 7 samples -> at most 7 weights kept per layer
+        assert all(int(m.sum()) <= 7 for m in m1.values())
+    if cfg.solver == "online":
+        assert all(it["record_bytes"] < 8 * 4 * s["prunable_total"] for it in s["iterations"])
