@@ -115,7 +115,7 @@ def _phase(batch: int, steps: int, lasso_epochs: tuple[int, ...], folder: Path, 
 
 def run(quick: bool = False) -> dict:
     """A short pruning phase; figures for T = 980 extrapolated from it."""
-    batch, steps = (8, 3) if quick else (512, 5)
+    batch, steps = (8, 3) if quick else (512, 4)
     with tempfile.TemporaryDirectory(prefix="causalprune-alexnet32-") as tmp:
         res = _phase(batch, steps, (1, 1), Path(tmp), log=lambda m: None)
     cold = res["lasso"][0]["s_per_sample"]

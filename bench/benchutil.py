@@ -15,12 +15,13 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import torch
 
 __all__ = ["ROOT", "machine", "median", "timed", "goal", "lenet_data", "cycle_batches", "sgd_step",
-           "MemorySampler", "proc_status", "warm_lasso"]
+           "MemorySampler", "proc_status", "warm_lasso", "one_thread"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,6 +106,18 @@ def sgd_step(model, opt, x, y, callbacks=()) -> torch.Tensor:
     for cb in callbacks:
         cb.after_step(loss)
     return loss
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread inside the block: for micro-timings of memory-bound steps, which on a
+    loaded machine would otherwise mostly measure how long OpenMP waits for its second thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def warm_lasso() -> None:

@@ -23,6 +23,7 @@ sys.path.insert(0, str(BENCH))
 from run import SECTIONS, render  # noqa: E402
 
 KEYS = {
+    "lasso": {"speed", "scaling", "bandwidth_GBps"},
     "overhead": {"overhead_ratio", "step_plain_s", "step_recorded_s", "lasso_s", "T", "recorder"},
     "memory": {"per_step_per_weight", "iterations", "lasso_ratio", "bytes_ratio", "spilled", "width_ratio"},
     "bf16": {"by_l1", "T", "width", "paper_l1"},

@@ -20,9 +20,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -81,22 +83,21 @@ def _launch_and_kill_at_lasso2(out: Path, dump: Path) -> str:
     """Start the 2-process run, wait until both ranks pause before iteration 2's Lasso, kill all."""
     proc = subprocess.Popen(_cmd(out), env=_env(dump, **{PAUSE: "lasso:2"}), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    lines, paused = [], 0
-    deadline = time.time() + 240
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    text, deadline = "", time.time() + 300
     try:
-        for line in proc.stdout:  # torchrun forwards both ranks' output
-            lines.append(line)
-            paused += "CAUSALPRUNE-PAUSED lasso:2" in line
-            if paused == 2 or time.time() > deadline:
-                break
+        # Both ranks print the marker; their output may interleave, so count occurrences.
+        while text.count("CAUSALPRUNE-PAUSED lasso:2") < 2 and time.time() < deadline and proc.poll() is None:
+            with contextlib.suppress(queue.Empty):
+                text += lines.get(timeout=1)
     finally:
         # torchrun starts each worker in its own session: kill the workers by pid, then torchrun.
         for pid in _descendants(proc.pid) + [proc.pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         proc.wait()
-    text = "".join(lines)
-    assert paused == 2, f"the ranks did not both reach the pause point:\n{text[-3000:]}"
+    assert text.count("CAUSALPRUNE-PAUSED lasso:2") == 2, f"both ranks should pause at lasso:2:\n{text[-3000:]}"
     return text
 
 
@@ -262,7 +263,8 @@ def _worker(rank: int, world: int, port: int) -> None:
     t = ddp.broadcast_tensor(torch.arange(6, dtype=torch.bfloat16).reshape(2, 3) if rank == 1 else None, 1)
     assert t.dtype == torch.bfloat16 and t.shape == (2, 3) and float(t[1, 2]) == 5.0
     # Masks: equal ones pass; one flipped entry on rank 1 stops both ranks, naming the layer.
-    masks = {k: (torch.arange(m.numel()).reshape(m.shape) % 3 != 0).to(torch.uint8) for k, m in ones_masks(model).items()}
+    masks = {k: (torch.arange(m.numel()).reshape(m.shape) % 3 != 0).to(torch.uint8)
+             for k, m in ones_masks(model).items()}
     assert all(torch.equal(a, masks[k]) for k, a in ddp.agree_on_masks(masks).items())
     bad = {k: v.clone() for k, v in masks.items()}
     if rank == 1:

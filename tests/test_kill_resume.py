@@ -29,7 +29,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from causalprune.masks import read_masks
 from causalprune.paths import RunPaths
 from causalprune.storage import load_checkpoint, load_tensors
 from causalprune.testhooks import ENV, MARKER

@@ -17,7 +17,6 @@ import json
 import math
 from dataclasses import fields
 
-import pytest
 import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -129,7 +128,7 @@ class _Net(nn.Module):
         return self.fc2(torch.tanh(self.fc1(x)))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(d_in=st.integers(1, 6), hidden=st.integers(1, 5), steps=st.integers(3, 12), iters=st.integers(1, 3),
        l1=st.sampled_from([1e-14, 1e-6, 1e-3, 1.0]), seed=st.integers(0, 2**16), momentum=st.booleans())
 def test_decisions_only_shrink_and_frozen_weights_are_pruned(d_in, hidden, steps, iters, l1, seed, momentum):

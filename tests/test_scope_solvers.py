@@ -21,7 +21,7 @@ from causalprune.solvers import LassoSchedule, solve_reference
 from causalprune.solvers.blocks import block_features
 from causalprune.train import train_epoch
 
-L1S = (1e-11, 1e-10, 1e-9, 1e-8)
+L1S = (1e-10, 1e-9, 1e-8)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,8 @@ def _reference_in_order(rec, cfg):
     return out
 
 
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-@pytest.mark.parametrize("granularity,scope", [("weight", "layer"), ("weight", "network"), ("filter", "layer")])
+@pytest.mark.parametrize("momentum,granularity,scope", [(0.0, "weight", "layer"), (0.9, "weight", "network"),
+                                                        (0.9, "filter", "layer"), (0.0, "channel", "network")])
 def test_online_callback_equals_in_order_reference(digits, momentum, granularity, scope):
     torch.manual_seed(0)
     model = build_model("mlp", digits.spec)
@@ -55,7 +55,7 @@ def test_online_callback_equals_in_order_reference(digits, momentum, granularity
     rec = Recorder(model, masks, lr=1e-2, max_steps=16, dtype="bf16")
     online = [OnlineCausal(model, masks, c) for c in cfgs]
     opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=momentum)
-    train_epoch(model, digits.train, opt, seed=1, callbacks=[rec, *online], max_steps=14)
+    train_epoch(model, digits.train, opt, seed=1, callbacks=[rec, *online], max_steps=10)
     mixed = False
     for cfg, on in zip(cfgs, online):
         assert on.samples == rec.targets(lag=2 if momentum else 1).numel()
@@ -120,9 +120,9 @@ def test_exact_solver_is_the_lasso_minimiser(tiny_net):
         alpha = 0.05 * alpha_max
         cfg = Config(solver="exact", l1_coeff=alpha)
         keep, mags = causal_decision(rec, cfg, torch.Generator())
-        ref = sklearn.Lasso(alpha=alpha, fit_intercept=False, tol=1e-12, max_iter=200000)
-        ref.fit((X / X.abs().max()).numpy(), (y.double() / y.abs().max()).numpy())  # same problem, rescaled
-        coef = torch.from_numpy(ref.coef_) * float(y.abs().max()) / float(X.abs().max())
+        c, b = float(X.abs().max()), float(y.abs().max())  # the same problem, rescaled to O(1) numbers
+        ref = sklearn.Lasso(alpha=alpha / (b * c), fit_intercept=False, tol=1e-10, max_iter=10**6)
+        coef = torch.from_numpy(ref.fit((X / c).numpy(), (y.double() / b).numpy()).coef_) * b / c
         got = mags[lf.key].reshape(-1)
         assert torch.allclose(got.double(), coef.abs(), rtol=1e-3, atol=1e-4 * float(coef.abs().max()))
         assert int(keep[lf.key].sum()) <= n, "an exact Lasso keeps at most T weights per layer"

@@ -32,13 +32,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError, MaskError
-from .masks import Masks, save_masks
+from .errors import ConfigError
+from .masks import Masks
 
 __all__ = ["is_dist", "rank", "world_size", "local_rank", "is_main", "barrier", "init_from_env",
            "local_device", "comm_device", "wrap_model", "wrap_optimizer", "rank_seed", "shard_bounds",
            "local_batches", "batch_loss", "mean_over_ranks", "sum_over_ranks", "sync_buffers",
-           "main_first", "broadcast_tensor", "agree_on_masks", "debug_dump_masks", "recorded_layers",
+           "main_first", "check_shared", "broadcast_tensor", "agree_on_masks", "debug_dump_masks", "recorded_layers",
            "causal_decision", "DEBUG_MASKS_ENV"]
 
 #: Set to a folder to make every rank save the masks it is about to apply (for tests/debugging).
@@ -233,70 +233,33 @@ def main_first() -> Iterator[None]:
         barrier()
 
 
-_DTYPES = [torch.uint8, torch.bool, torch.int32, torch.int64, torch.float16, torch.bfloat16, torch.float32,
-           torch.float64]
+def check_shared(path: str | Path) -> None:
+    """Every rank reads what rank 0 writes (the rewind and resume checkpoints): refuse early when a
+    rank cannot see the run folder (several nodes without a shared filesystem)."""
+    if is_dist() and not Path(path).exists():
+        raise ConfigError(f"rank {rank()} cannot see {path}, which rank 0 wrote; with several nodes, --out must be "
+                          "a folder on a filesystem that every node shares")
 
 
 def broadcast_tensor(t: torch.Tensor | None, src: int) -> torch.Tensor:
-    """Send ``t`` from rank ``src`` to all ranks (shape and dtype travel in a header); returns
-    the tensor on :func:`comm_device` on every rank (``t`` itself in one process)."""
-    if not is_dist():
-        assert t is not None
-        return t
-    dev = comm_device()
-    header = torch.zeros(10, dtype=torch.int64, device=dev)
-    if rank() == src:
-        t = t.detach().contiguous()
-        if t.dim() > 8:
-            raise ValueError("broadcast_tensor supports at most 8 dimensions")
-        header[0], header[1] = _DTYPES.index(t.dtype), t.dim()
-        header[2:2 + t.dim()] = torch.tensor(t.shape, dtype=torch.int64)
-    dist.broadcast(header, src)
-    h = header.tolist()
-    shape, dtype = tuple(h[2:2 + h[1]]), _DTYPES[h[0]]
-    buf = t.to(dev, copy=True) if rank() == src else torch.empty(shape, dtype=dtype, device=dev)
-    dist.broadcast(buf, src)
-    return buf
+    """Send ``t`` (any shape and dtype) from rank ``src`` to every rank (distributed_masks.py)."""
+    from .distributed_masks import broadcast_tensor as impl
+
+    return impl(t, src)
 
 
 def debug_dump_masks(tag: str, masks: Masks) -> None:
-    """With ``$CAUSALPRUNE_DEBUG_RANK_MASKS`` set to a folder, save this rank's masks there as
-    ``rank<r>-<tag>.safetensors`` (each rank its own file; never inside the run folder)."""
-    folder = os.environ.get(DEBUG_MASKS_ENV)
-    if folder and tag:
-        save_masks(Path(folder) / f"rank{rank()}-{tag}.safetensors", masks)
+    """Save this rank's masks under ``$CAUSALPRUNE_DEBUG_RANK_MASKS`` (distributed_masks.py)."""
+    from .distributed_masks import debug_dump_masks as impl
+
+    impl(tag, masks)
 
 
 def agree_on_masks(masks: Masks, tag: str = "") -> Masks:
-    """Broadcast rank 0's masks; every rank checks that its own equal them before anything is
-    applied, and all ranks raise MaskError together (naming the layer and ranks) if any differ."""
-    debug_dump_masks(tag, masks)
-    if not is_dist():
-        return masks
-    keys = list(masks)
-    ref_keys: list = [keys]
-    dist.broadcast_object_list(ref_keys, src=0)
-    names_ok = [None] * world_size()
-    dist.all_gather_object(names_ok, ref_keys[0] == keys)
-    if not all(names_ok):
-        raise MaskError(f"ranks {[r for r, ok in enumerate(names_ok) if not ok]} hold masks for other layers than "
-                        "rank 0; the masks were not applied. Every rank must build the same model")
-    out: Masks = {}
-    first_bad = len(keys)
-    for i, k in enumerate(keys):
-        mine = masks[k].to(torch.uint8)
-        ref = broadcast_tensor(mine if is_main() else None, 0)
-        if first_bad == len(keys) and not torch.equal(ref.cpu(), mine.cpu()):
-            first_bad = i
-        out[k] = ref.to(masks[k].device)
-    report = [None] * world_size()
-    dist.all_gather_object(report, first_bad)
-    bad = sorted(r for r, b in enumerate(report) if b != len(keys))
-    if bad:
-        layer = keys[min(report[r] for r in bad)]
-        raise MaskError(f"ranks {bad} disagree with rank 0 on the mask of {layer}; the masks were not applied. "
-                        "This is a bug (or ranks running different code or data): report it with this message")
-    return out
+    """Rank 0's masks, after every rank checked that its own equal them (distributed_masks.py)."""
+    from .distributed_masks import agree_on_masks as impl
+
+    return impl(masks, tag)
 
 
 def recorded_layers(masks: Masks, cfg) -> set[str] | None:

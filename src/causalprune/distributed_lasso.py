@@ -18,7 +18,8 @@ import torch
 import torch.distributed as dist
 
 from .config import Config
-from .distributed import broadcast_tensor, is_dist, rank, world_size
+from .distributed import is_dist, rank, world_size
+from .distributed_masks import broadcast_tensor
 from .errors import TrainingError
 from .masks import Masks
 from .solvers.blocks import visit_order

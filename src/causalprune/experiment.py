@@ -97,6 +97,7 @@ class Experiment:
             self.data = load_data(cfg.dataset, model=cfg.model, batch_size=cfg.batch_size, seed=cfg.seed,
                                   val_frac=cfg.val_frac, data_dir=cfg.data_dir or None, device=self.device,
                                   pipeline=cfg.pipeline, workers=cfg.workers)
+        ddp.check_shared(self.paths.config)  # several nodes: --out must be shared (rewinds read it)
         self.model = build_model(cfg.model, self.data.spec).to(self.device)
         # Every model carries torch.nn.utils.prune masks from the start (all ones), so that the
         # state_dict has the same keys (weight_orig/weight_mask) at every stage.

@@ -94,7 +94,8 @@ class SpillFile:
             raise RecordMemoryError(f"cannot spill {dtype} recordings; use --record-dtype bf16 or fp32")
         self.path, self.width, self.dtype = Path(path), int(width), dtype
         need = expected_rows * self.width * dtype.itemsize
-        free = disk_free_bytes(self.path.parent)
+        stale = self.path.stat().st_size if self.path.is_file() else 0  # a killed run's file, truncated below
+        free = disk_free_bytes(self.path.parent) + stale
         if need > 0.95 * free:
             raise RecordMemoryError(f"the recording does not fit in memory and spilling it to {self.path} needs "
                                     f"{need / 1024**3:.1f} GB but only {free / 1024**3:.1f} GB is free there; {_ADVICE}")

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("the grid")
     g.add_argument("--l1-grid", default="", metavar="GRID",
                    help="causal L1_coeff values: START:STOP:NUM (log-spaced) or a,b,c "
-                        "(default: 6 decades from 1/100 to 1000 times the preset's L1_coeff)")
+                        "(default: 6 values, one per decade, from 1/100 to 1000 times the preset's L1_coeff)")
     g.add_argument("--sparsity-grid", default="", metavar="GRID",
                    help="global magnitude target sparsities as fractions: a,b,c or START:STOP:NUM (linear) "
                         "(default: the sparsities causal reached, median over seeds per L1_coeff)")

@@ -4,8 +4,9 @@ Minimises (1/(2n))·||y − Xγ||² + α·||γ||₁ without intercept, to a rela
 <= tol. Method-facts §2: this does *not* give the paper's masks; with d ≫ n it keeps at most
 n weights per layer. It exists to measure that difference.
 
-Scaling: recorded features are (Δθ)² ~ 1e-16..1e-10, so Xᵀ X ~ 1e-32 underflows float32.
-We solve the equivalent problem with X' = X/c, y' = y/b (c = max|X|, b = max|y|) and
+Scaling: recorded features are (Δθ)² ~ 1e-16..1e-10 and can be far smaller late in training;
+at 1e-20 the products in XᵀX (~1e-40) fall below float32's smallest normal number (1.2e-38)
+and lose their precision, and the step 1/L overflows soon after. We solve the equivalent problem with X' = X/c, y' = y/b (c = max|X|, b = max|y|) and
 α' = α/(b·c); its solution w maps back to γ = w·b/c. The objective is only multiplied by b²,
 so the relative gap, and hence the stopping rule, are unchanged.
 
