@@ -17,13 +17,14 @@ the 8 B loss per step), so the measured peak is the T = 980 peak.
 batch may be smaller than 512 to save time -- the recording does not depend on it) and writes
 bench/alexnet32_full.json, which bench/run.py then quotes.
 
-    .venv/bin/python bench/bench_alexnet32.py [--quick] [--full-t [--batch 32]]
+    .venv/bin/python bench/bench_alexnet32.py [--quick] [--full-t [--batch 16]]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -127,18 +128,17 @@ def run(quick: bool = False) -> dict:
     return res
 
 
-def run_full(batch: int) -> dict:
+def run_full(batch: int, spill_dir: str | None = None) -> dict:
     """The whole T = 980 phase with 3 Lasso epochs; writes FULL_JSON."""
     from causalprune.storage import write_json
 
-    (Path(__file__).parent / "_tmp").mkdir(exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="causalprune-alexnet32-full-", dir=Path(__file__).parent / "_tmp"))
+    folder = Path(tempfile.mkdtemp(prefix="causalprune-alexnet32-full-", dir=spill_dir))
     t0 = time.perf_counter()
     res = _phase(batch, T_PAPER, (3,), folder, log=lambda m: print(f"[{time.perf_counter() - t0:7.0f} s] {m}",
                                                                      flush=True))
     res.update(total_s=time.perf_counter() - t0, machine=machine(),
                command=f"python bench/bench_alexnet32.py --full-t --batch {batch}")
-    folder.rmdir()
+    shutil.rmtree(folder, ignore_errors=True)
     write_json(FULL_JSON, res)
     return res
 
@@ -189,7 +189,7 @@ def markdown(res: dict) -> str:
     if res.get("full_run"):
         lines += _full_md(res["full_run"])
     else:
-        lines += ["", "No full T = 980 run recorded yet (`python bench/bench_alexnet32.py --full-t --batch 32`)."]
+        lines += ["", "No full T = 980 run recorded yet (`python bench/bench_alexnet32.py --full-t --batch 16`)."]
     return "\n".join(lines)
 
 
@@ -198,10 +198,11 @@ if __name__ == "__main__":
     ap.add_argument("--quick", action="store_true", help="tiny batch, 3 steps (smoke run)")
     ap.add_argument("--full-t", action="store_true", help="the whole T = 980 phase (tens of minutes, ~45 GB disk)")
     ap.add_argument("--batch", type=int, default=512, help="batch size of --full-t")
+    ap.add_argument("--spill-dir", default=None, help="folder for the ~45 GB spill file of --full-t (default: $TMPDIR)")
     ap.add_argument("--json", action="store_true", help="also print the raw result as JSON")
     args = ap.parse_args()
     if args.full_t:
-        result = run_full(args.batch)
+        result = run_full(args.batch, args.spill_dir)
         print(json.dumps(result, indent=2, default=str))
         sys.exit(0)
     result = run(quick=args.quick)

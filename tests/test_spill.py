@@ -189,3 +189,16 @@ def test_experiment_spills_over_budget_and_keeps_the_masks(quick_cfg, tmp_path):
     a, b = read_masks(RunPaths(cfg.run_dir()).final_masks), read_masks(RunPaths(spilled_cfg.run_dir()).final_masks)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not list((tmp_path / "spilled").rglob("*.spill")), "the spill file is deleted after the Lasso"
+
+
+def test_map_survives_the_file_being_removed_while_recording(tmp_path):
+    """A cleaned-up folder (e.g. `make clean`) must not break the Lasso: the map uses the open file."""
+    sf = SpillFile(tmp_path / "z.spill", 5, torch.bfloat16, rows_per_chunk=2, expected_rows=5)
+    rows = torch.randn(5, 5).to(torch.bfloat16)
+    for r in rows:
+        sf.next_row().copy_(r)
+        sf.commit_row()
+    (tmp_path / "z.spill").unlink()
+    M = sf.finish()
+    assert torch.equal(M.view(torch.int16), rows.view(torch.int16))
+    sf.delete()

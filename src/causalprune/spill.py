@@ -100,7 +100,9 @@ class SpillFile:
             raise RecordMemoryError(f"the recording does not fit in memory and spilling it to {self.path} needs "
                                     f"{need / 1024**3:.1f} GB but only {free / 1024**3:.1f} GB is free there; {_ADVICE}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "wb")  # truncates the leftover of a killed run
+        # Read-write: the map is made from this descriptor, not the path, so a folder cleaned
+        # while recording (the file unlinked) cannot break the Lasso. "w" truncates a killed run's file.
+        self._fh = open(self.path, "w+b")
         self._cleanup = weakref.finalize(self, _remove, self.path)
         self.rows_per_chunk = max(1, int(rows_per_chunk))
         self._chunks = [torch.empty((self.rows_per_chunk, self.width), dtype=dtype, device=device) for _ in range(2)]
@@ -154,14 +156,16 @@ class SpillFile:
         self._flush()
         self._wait()
         self._writer.shutdown(wait=True)
-        self._fh.close()
-        self._fh, self._chunks = None, []
-        if self.rows == 0:
-            self._matrix = torch.empty((0, self.width), dtype=self.dtype)
-            return self._matrix
-        np_dtype, torch_view = _NUMPY[self.dtype]
-        # mode "c" (copy-on-write): writable for torch.from_numpy, the file itself is never changed.
-        mm = np.memmap(self.path, dtype=np_dtype, mode="c", shape=(self.rows, self.width))
+        fh, self._fh, self._chunks = self._fh, None, []
+        try:
+            fh.flush()
+            if self.rows == 0:
+                self._matrix = torch.empty((0, self.width), dtype=self.dtype)
+                return self._matrix
+            # mode "c" (copy-on-write): writable for torch.from_numpy, the file itself is never changed.
+            mm = np.memmap(fh, dtype=_NUMPY[self.dtype][0], mode="c", shape=(self.rows, self.width))
+        finally:
+            fh.close()  # the map holds its own reference to the file
         self._matrix = torch.from_numpy(mm).view(self.dtype)
         return self._matrix
 
