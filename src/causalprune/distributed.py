@@ -8,10 +8,12 @@ How a run is split (world W, global batch B = ``--batch-size``):
   per optimizer step equals the single-process run's.
 * Gradients are averaged by :class:`~torch.nn.parallel.DistributedDataParallel` (its bucketed
   all-reduce overlaps the backward pass). Each rank's loss is ``sum over its share * W / B``
-  (:func:`batch_loss`): the DDP average of those gradients is then exactly the gradient of the
-  global batch's mean loss, even when the shares differ in size (last partial batch, B not
-  divisible by W), and the mean over ranks of the per-rank losses is the global mean loss,
-  which is what the recorder stores as L_t (method-facts §7: never rank 0's local loss).
+  (:func:`batch_loss`): the DDP average of those gradients is then the gradient of the global
+  batch's mean loss, even when the shares differ in size (last partial batch, B not divisible
+  by W), and the mean over ranks of the per-rank losses is the global mean loss, which is what
+  the recorder stores as L_t (method-facts §7: never rank 0's local loss). Equal in exact
+  arithmetic, not bit for bit: the batch sum is split into W partial sums plus an all-reduce,
+  so parameters drift from a one-process run in the last float bits (tests/test_ddp.py).
 * The per-layer Lasso fits are spread over the ranks (``distributed_lasso.py``); masks are
   broadcast from rank 0 and checked on every rank before they are applied
   (:func:`agree_on_masks`). Only rank 0 writes the run folder.
