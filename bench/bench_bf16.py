@@ -48,7 +48,7 @@ def _compare(a: dict, b: dict) -> dict:
 
 def run(quick: bool = False) -> dict:
     """Record once in fp32; compare the masks of the fp32 and the bf16-cast recordings."""
-    batch, pre, T = (64, 3, 24) if quick else (512, 20, 100)
+    batch, pre, T = (64, 3, 24) if quick else (512, 10, 80)
     data = lenet_data(quick, batch)
     torch.manual_seed(0)
     model = build_model("lenet", data.spec)

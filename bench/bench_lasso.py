@@ -26,6 +26,7 @@ __all__ = ["run", "markdown", "naive_lasso"]
 
 HERE = Path(__file__).resolve().parent
 PNG = HERE / "lasso_scaling.png"
+PNG_QUICK = HERE / "_tmp" / "lasso_scaling_quick.png"  # smoke runs must not overwrite the real figure
 L1 = 1e-14
 L1_CHECK = 1e-15  # for the ours-vs-naive agreement check: keeps part of the weights after ~20 samples
 
@@ -158,8 +159,9 @@ def run(quick: bool = False) -> dict:
         sc = scaling([10_000, 20_000, 40_000, 80_000], 50, [50, 100, 200, 400], 40_000, reps=3)
     else:
         sc = scaling([62_500, 125_000, 250_000, 500_000, 1_000_000], 200, [125, 250, 500, 1000], 200_000)
-    plot(sc, PNG)
-    res.update(scaling=sc, png=str(PNG), load_after=os.getloadavg()[0])
+    png = PNG_QUICK if quick else PNG
+    plot(sc, png)
+    res.update(scaling=sc, png=str(png), load_after=os.getloadavg()[0])
     return res
 
 

@@ -167,6 +167,8 @@ def trace_chain(model: nn.Module, spec: InputSpec, device: torch.device | str = 
     try:
         with torch.no_grad():
             ShapeProp(gm).propagate(torch.zeros(2, spec.channels, spec.size, spec.size, device=device))
+    except Exception as exc:  # noqa: BLE001 - whatever fails, the chain cannot be proven
+        raise _refuse(f"its traced graph does not run on a {spec} input ({type(exc).__name__})") from None
     finally:
         model.train(was)
     itfs = [_interface(layer_nodes[i], segments[i + 1], layer_nodes[i + 1], mods) for i in range(len(layers) - 1)]

@@ -3,7 +3,7 @@
 * :func:`solve_reference` / :func:`lasso_sgd`: the per-sample cumulative-penalty SGD that
   produced the paper's masks (method-facts §2); fused numba kernel on CPU, torch elsewhere.
 * :class:`OnlineLasso`: the same update, streamed one sample at a time in O(d) memory.
-* :func:`solve_exact`: scikit-learn's Lasso objective solved to a duality gap (FISTA).
+* :func:`solve_exact`: scikit-learn's Lasso objective solved to a duality gap (working-set coordinate descent).
 
 ``SOLVERS`` maps a solver name to a callable with one shared signature,
 ``fn(blocks, y, l1_coeff, **options) -> list[Tensor]`` (one float32 γ per block):
@@ -56,7 +56,7 @@ def solve_exact_blocks(blocks: list[FeatureBlock], y: torch.Tensor, l1_coeff: fl
 
 SOLVERS: dict[str, Callable[..., list[torch.Tensor]]] = {
     "reference": solve_reference,  # the paper's solver (cumulative-penalty SGD, shuffled, 3 epochs)
-    "exact": solve_exact_blocks,  # the true Lasso minimiser (FISTA to a duality gap)
+    "exact": solve_exact_blocks,  # the true Lasso minimiser (to a duality gap)
     "online": solve_online,  # streaming: one in-order pass, O(d) memory
 }
 
