@@ -41,7 +41,8 @@ def _compare(a: dict, b: dict) -> dict:
     total = sum(v.numel() for v in a.values())
     differ = sum(int((a[k] ^ b[k]).sum()) for k in a)
     per_layer = {k: 100.0 * int((a[k] ^ b[k]).sum()) / a[k].numel() for k in a}
-    pruned = {name: 100.0 * (1 - sum(int(v.sum()) for v in m.values()) / total) for name, m in (("fp32", a), ("bf16", b))}
+    pruned = {name: 100.0 * (1 - sum(int(v.sum()) for v in m.values()) / total)
+              for name, m in (("fp32", a), ("bf16", b))}
     return {"differ": differ, "total": total, "differ_pct": 100.0 * differ / total, "per_layer_pct": per_layer,
             "pruned_pct": pruned}
 

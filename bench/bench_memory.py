@@ -130,15 +130,18 @@ def markdown(res: dict) -> str:
     """The section of BENCHMARKS.md."""
     T, it, per, sp = res["T"], res["iterations"], res["per_step_per_weight"], res["spilled"]
     lines = [f"LeNet (Fashion-MNIST shapes), T = {T} simulated steps, bf16, Lasso = reference solver, 3 epochs, "
-             f"per layer (median of {res['lasso_repeats']}, the two iterations' runs alternating)." + (" Quick run." if res["quick"] else ""), "",
+             f"per layer (median of {res['lasso_repeats']}, the two iterations' runs alternating)."
+             + (" Quick run." if res["quick"] else ""), "",
              "| | iteration 1 (all live) | iteration 2 (~50% pruned) | 2 / 1 |", "|---|---:|---:|---:|",
              f"| recorded weights | {it['1']['width']:,} | {it['2']['width']:,} | {res['width_ratio']:.2f} |",
-             f"| recording held in memory | {_mb(it['1']['held'])} | {_mb(it['2']['held'])} | {res['bytes_ratio']:.2f} |",
+             f"| recording held in memory | {_mb(it['1']['held'])} | {_mb(it['2']['held'])} | "
+             f"{res['bytes_ratio']:.2f} |",
              f"| everything the recorder holds (accounted) | {_mb(it['1']['peak'])} | {_mb(it['2']['peak'])} | "
              f"{it['2']['peak'] / it['1']['peak']:.2f} |",
-             f"| measured peak anonymous memory growth | {_mb(it['1']['measured'])} | {_mb(it['2']['measured'])} | |",
-             f"| recorder `after_step`, ms (median, one torch thread) | {it['1']['step_ms']:.2f} | {it['2']['step_ms']:.2f} | "
-             f"{res['step_ratio']:.2f} |",
+             f"| measured peak anonymous memory growth | {_mb(it['1']['measured'])} | "
+             f"{_mb(it['2']['measured'])} | |",
+             f"| recorder `after_step`, ms (median, one torch thread) | {it['1']['step_ms']:.2f} | "
+             f"{it['2']['step_ms']:.2f} | {res['step_ratio']:.2f} |",
              f"| Lasso, s | {it['1']['lasso_s']:.2f} | {it['2']['lasso_s']:.2f} | {res['lasso_ratio']:.2f} |",
              "", "Bytes per recorded step per unpruned weight:", "",
              "| | iteration 1 | iteration 2 |", "|---|---:|---:|",

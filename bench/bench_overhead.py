@@ -156,13 +156,17 @@ def run(quick: bool = False) -> dict:
     width = rec.width
     rec.free()
     step_plain, step_rec, lasso_s = median(plain), median(recorded), median(lasso)
+    rc = _recorder_comparison(models["plain"], masks, st["rec_calls"])
     return {"quick": quick, "data": data.name, "batch_size": st["batch"], "steps_per_epoch": len(data.train),
             "T": T, "n_prune": N_PRUNE, "width": width, "chunk": st["chunk"], "repeats": st["repeats"],
             "step_plain_s": step_plain, "step_recorded_s": step_rec, "lasso_s": lasso_s,
             "lasso_runs_s": lasso, "lasso_us_per_sample": lasso_s / (3 * T) * 1e6, "kept_after_lasso": kept,
             "sgd_ratio": step_rec / step_plain, "lasso_share": lasso_s / (T * step_plain),
             "overhead_ratio": (T * step_rec + lasso_s) / (T * step_plain),
-            "recorder": _recorder_comparison(models["plain"], masks, st["rec_calls"]),
+            "recorder": rc,
+            # The same ratio composed from its parts, each timed on its own: far less exposed to the
+            # load drifting between the two sides' chunks than the direct difference of two medians.
+            "overhead_composed": 1 + rc["dense"]["new_min_ms"] / 1e3 / step_plain + lasso_s / (T * step_plain),
             "torch_threads": torch.get_num_threads()}
 
 
@@ -170,6 +174,8 @@ def goals(res: dict) -> list[dict]:
     r = res["recorder"]["dense"]
     return [goal("pruning-phase overhead, LeNet / Fashion-MNIST (CPU)", res["overhead_ratio"], GOAL, unit="x",
                  fmt="{:.3f}"),
+            goal("pruning-phase overhead composed from its parts (1 + recorder step + Lasso share)",
+                 res["overhead_composed"], GOAL, unit="x", fmt="{:.3f}", note="the recorder step timed alone"),
             goal("recorder after_step time, now / before this change (LeNet, all live)",
                  r["new_min_ms"] / r["legacy_min_ms"], None, unit="x", fmt="{:.2f}",
                  note="before/after, side by side, fastest calls")]
@@ -186,6 +192,8 @@ def markdown(res: dict) -> str:
          f"{100 * res['lasso_share']:.1f}% of the plain epochs"),
         ("**overhead = (T x recorded step + Lasso) / (T x plain step)**", f"**{res['overhead_ratio']:.3f}x**",
          f"goal <= {GOAL}x: {'met' if res['overhead_ratio'] <= GOAL else 'NOT met'}"),
+        ("overhead composed: 1 + recorder step (timed alone) / plain step + Lasso share",
+         f"{res['overhead_composed']:.3f}x", "the same ratio, less exposed to load drifting between the sides"),
     ]
     t_desc = f"T = {T} (quick)" if res["quick"] else f"T = {res['n_prune']} x {res['steps_per_epoch']} = {T}"
     lines = [f"LeNet on {res['data']}, batch {res['batch_size']}, {res['steps_per_epoch']} steps/epoch, {t_desc} "

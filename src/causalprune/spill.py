@@ -57,8 +57,9 @@ def open_spill(path: str | os.PathLike, steps: int, width: int, dtype: torch.dty
     """The spill file of a recording of ``steps`` rows that does not fit ``budget_bytes`` of memory."""
     row = width * dtype.itemsize
     if 2 * row + 8 * steps > budget_bytes:
-        raise RecordMemoryError(f"even two recorded rows ({2 * row / 1024**2:.1f} MB) exceed the recording's memory "
-                                f"budget ({budget_bytes / 1024**2:.1f} MB); raise --record-budget or use --solver online")
+        raise RecordMemoryError(f"even two recorded rows ({2 * row / 1024**2:.1f} MB) exceed the recording's "
+                                f"memory budget ({budget_bytes / 1024**2:.1f} MB); raise --record-budget or use "
+                                "--solver online")
     rows = min(chunk_rows(width, dtype.itemsize, budget_bytes), max(steps, 1))
     return SpillFile(path, width, dtype, rows_per_chunk=rows, device=device, expected_rows=steps)
 
@@ -98,7 +99,8 @@ class SpillFile:
         free = disk_free_bytes(self.path.parent) + stale
         if need > 0.95 * free:
             raise RecordMemoryError(f"the recording does not fit in memory and spilling it to {self.path} needs "
-                                    f"{need / 1024**3:.1f} GB but only {free / 1024**3:.1f} GB is free there; {_ADVICE}")
+                                    f"{need / 1024**3:.1f} GB but only {free / 1024**3:.1f} GB is free there; "
+                                    f"{_ADVICE}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Read-write: the map is made from this descriptor, not the path, so a folder cleaned
         # while recording (the file unlinked) cannot break the Lasso. "w" truncates a killed run's file.
