@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="", metavar="FILE",
                    help="where to save the model (default: RUN/checkpoints/shrunk.pt; widths in RUN/shrunk.json, "
                         "or FILE with .json for a given FILE)")
-    p.add_argument("--tol", type=float, default=1e-5, help="largest allowed max |output difference| (default: 1e-5)")
+    p.add_argument("--tol", type=float, default=1e-5, help="largest allowed max |output difference|, computed in float64 (default: 1e-5)")
     p.add_argument("--samples", type=int, default=256, help="validation inputs to compare on (default: 256)")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="where to compute (default: cpu)")
     p.add_argument("--data-dir", default="", metavar="DIR", help="data folder, if it moved since the run")
@@ -39,6 +39,6 @@ def handle(args: argparse.Namespace) -> int:
     pm, ps, mm, ms = rep["params_masked_model"], rep["params_shrunk"], rep["macs_masked_model"], rep["macs_shrunk"]
     print(f"parameters {pm:,} -> {ps:,} ({100 * (1 - ps / pm):.2f}% fewer); MACs per input {mm:,} -> {ms:,} "
           f"({100 * (1 - ms / max(mm, 1)):.2f}% fewer)")
-    print(f"max |output difference| {rep['max_abs_diff']:.2e} on {rep['inputs_checked']} validation inputs; "
-          f"saved {rep['file']}")
+    print(f"max |output difference| {rep['max_abs_diff']:.2e} in float64 ({rep['max_abs_diff_float32']:.2e} in "
+          f"float32) on {rep['inputs_checked']} validation inputs; saved {rep['file']}")
     return 0
