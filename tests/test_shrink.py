@@ -46,7 +46,7 @@ def _check(model, spec, masks, n=64):
     small, widths = shrink_model(model, masks, spec)
     x = torch.randn(n, spec.channels, spec.size, spec.size, generator=torch.Generator().manual_seed(2))
     assert max_abs_diff(model, small, x) <= 1e-5
-    assert max_abs_diff(model, small, x, torch.float64) <= 1e-7, "the transformation itself is exact"
+    assert max_abs_diff(model, small, x, torch.float64) <= 1e-6, "exact up to the float32 rounding of folded biases"
     rep = structure_report(model, masks, spec)["totals"]
     assert sum(p.numel() for p in small.parameters()) == rep["params_after"] < rep["params_before"]
     assert sum(layer_macs(small, spec).values()) == rep["macs_after"] < rep["macs_before"]
