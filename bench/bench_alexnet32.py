@@ -73,7 +73,7 @@ class _Timed:
 
 
 def _phase(batch: int, steps: int, lasso_epochs: tuple[int, ...], folder: Path, log=print,
-           reserve: int = T_PAPER) -> dict:
+           reserve: int = T_PAPER, budget: int = BUDGET) -> dict:
     """Record ``steps`` steps (recorder sized for ``reserve`` steps, T_PAPER by default) and run the
     Lasso once per entry of ``lasso_epochs`` (the first one cold). Returns timings and memory."""
     data, model, masks = _setup(batch, steps)
@@ -83,7 +83,7 @@ def _phase(batch: int, steps: int, lasso_epochs: tuple[int, ...], folder: Path, 
     warm_lasso()
     res: dict = {"batch_size": batch, "steps": steps, "lasso": []}
     with MemorySampler(interval=0.05) as mem:
-        rec = Recorder(model, masks, lr=LR, max_steps=max(reserve, steps), budget_bytes=BUDGET,
+        rec = Recorder(model, masks, lr=LR, max_steps=max(reserve, steps), budget_bytes=budget,
                        spill_path=folder / "recording" / "iter_01.rank0.spill")
         log(rec.describe())
         res.update(width=rec.width, describe=rec.describe(), spilled=rec.spill is not None,
@@ -131,9 +131,10 @@ def run(quick: bool = False) -> dict:
     """A short pruning phase; figures for T = 980 extrapolated from it."""
     batch, steps = (8, 3) if quick else (512, 4)
     with tempfile.TemporaryDirectory(prefix="causalprune-alexnet32-") as tmp:
-        # The smoke run sizes the spill for its own few steps: reserving T_PAPER needs ~45 GB of disk.
+        # The smoke run sizes the spill for its own few steps (reserving T_PAPER needs ~45 GB of
+        # disk) and shrinks the budget to 128 MB (3 rows need 139 MB) so that it still goes through the spill path.
         res = _phase(batch, steps, (1, 1, 3), Path(tmp), log=lambda m: None,
-                     reserve=steps if quick else T_PAPER)
+                     reserve=steps if quick else T_PAPER, budget=128 * 2**20 if quick else BUDGET)
     model = _lasso_model(res["lasso"], steps - 1)
     lasso_s = model["fixed_s"] + 3 * (T_PAPER - 1) * model["cold_s"]
     res.update(quick=quick, T_paper=T_PAPER, budget=BUDGET, lasso_model=model, extrapolated={
