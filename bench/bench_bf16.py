@@ -13,13 +13,11 @@ share of weights whose keep decision differs, at the paper's L1_coeff and at lar
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import torch
 
-from benchutil import cycle_batches, goal, lenet_data, sgd_step, warm_lasso
+from benchutil import section_main, cycle_batches, goal, lenet_data, sgd_step, warm_lasso
 from causalprune.config import Config
 from causalprune.masks import apply_masks, ones_masks
 from causalprune.methods import causal_decision
@@ -104,11 +102,4 @@ def markdown(res: dict) -> str:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small batches and a short recording (smoke run)")
-    ap.add_argument("--json", action="store_true", help="also print the raw result as JSON")
-    args = ap.parse_args()
-    result = run(quick=args.quick)
-    print(markdown(result))
-    if args.json:
-        print(json.dumps(result, indent=2))
+    section_main(run, markdown, __doc__, "small batches and a short recording (smoke run)")

@@ -17,15 +17,13 @@ recorder's and the solver's costs depend on the number of live weights, not on t
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from benchutil import MemorySampler, goal, median, one_thread, warm_lasso
+from benchutil import section_main, MemorySampler, goal, median, one_thread, warm_lasso
 from causalprune.config import Config
 from causalprune.data import dataset_spec
 from causalprune.masks import apply_masks, ones_masks, prunable_modules, weight_of
@@ -159,11 +157,4 @@ def markdown(res: dict) -> str:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a short recording (smoke run)")
-    ap.add_argument("--json", action="store_true", help="also print the raw result as JSON")
-    args = ap.parse_args()
-    result = run(quick=args.quick)
-    print(markdown(result))
-    if args.json:
-        print(json.dumps(result, indent=2))
+    section_main(run, markdown, __doc__, "a short recording (smoke run)")

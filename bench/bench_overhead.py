@@ -21,13 +21,11 @@ Also measured side by side: the recorder's ``after_step`` against the previous i
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import torch
 
-from benchutil import cycle_batches, goal, lenet_data, median, one_thread, sgd_step, warm_lasso
+from benchutil import section_main, cycle_batches, goal, lenet_data, median, one_thread, sgd_step, warm_lasso
 from causalprune.config import Config
 from causalprune.masks import apply_masks, ones_masks, prunable_modules, weight_of
 from causalprune.methods import causal_decision
@@ -217,11 +215,4 @@ def markdown(res: dict) -> str:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small batches and a short recording (smoke run)")
-    ap.add_argument("--json", action="store_true", help="also print the raw result as JSON")
-    args = ap.parse_args()
-    result = run(quick=args.quick)
-    print(markdown(result))
-    if args.json:
-        print(json.dumps(result, indent=2))
+    section_main(run, markdown, __doc__, "small batches and a short recording (smoke run)")

@@ -13,8 +13,6 @@ is not installed) and extrapolates to a full epoch; it finishes in well under 30
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import torch
@@ -115,11 +113,6 @@ def markdown(res: dict) -> str:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a few hundred samples, < 30 s")
-    ap.add_argument("--json", action="store_true", help="also print the raw result as JSON")
-    args = ap.parse_args()
-    result = run(quick=args.quick)
-    print(markdown(result))
-    if args.json:
-        print(json.dumps(result, indent=2))
+    from benchutil import section_main  # bench/ is on sys.path when run as a script
+
+    section_main(run, markdown, __doc__, "a few hundred samples, < 30 s")

@@ -186,3 +186,19 @@ class MemorySampler:
     def grown_anon(self) -> int:
         """Peak anonymous memory above what the process held at entry."""
         return self.peak_anon - self.start.get("RssAnon", 0)
+
+
+def section_main(run: Callable[..., dict], markdown: Callable[[dict], str], doc: str | None,
+                 quick_help: str) -> None:
+    """The command line every bench module shares: ``[--quick] [--json]``, then its markdown."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--json", action="store_true", help="also print the raw result as JSON")
+    args = ap.parse_args()
+    result = run(quick=args.quick)
+    print(markdown(result))
+    if args.json:
+        print(json.dumps(result, indent=2))
