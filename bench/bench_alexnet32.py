@@ -16,7 +16,9 @@ the 8 B loss per step), so the measured peak is the T = 980 peak.
 
 ``--full-t`` runs the whole T = 980 phase for real (3 Lasso epochs; about 45 GB of disk; the
 batch may be smaller than 512 to save time -- the recording does not depend on it) and writes
-bench/alexnet32_full.json, which bench/run.py then quotes.
+bench/alexnet32_full.json, which bench/run.py then quotes. ``--full-t --simulate`` moves the
+weights by a fixed random step instead of training: the recorder, the 42 GB spill and the Lasso
+from the memory map are exercised at full size in minutes instead of hours.
 
     .venv/bin/python bench/bench_alexnet32.py [--quick] [--full-t [--batch 16]]
 """
@@ -73,9 +75,11 @@ class _Timed:
 
 
 def _phase(batch: int, steps: int, lasso_epochs: tuple[int, ...], folder: Path, log=print,
-           reserve: int = T_PAPER, budget: int = BUDGET) -> dict:
+           reserve: int = T_PAPER, budget: int = BUDGET, simulate: bool = False) -> dict:
     """Record ``steps`` steps (recorder sized for ``reserve`` steps, T_PAPER by default) and run the
-    Lasso once per entry of ``lasso_epochs`` (the first one cold). Returns timings and memory."""
+    Lasso once per entry of ``lasso_epochs`` (the first one cold). Returns timings and memory.
+    ``simulate``: the weights move by a fixed random step instead of training (recorder, spill and
+    Lasso unchanged; their costs do not depend on the values)."""
     data, model, masks = _setup(batch, steps)
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     its = cycle_batches(data.train, seed=1)
@@ -89,9 +93,15 @@ def _phase(batch: int, steps: int, lasso_epochs: tuple[int, ...], folder: Path, 
         res.update(width=rec.width, describe=rec.describe(), spilled=rec.spill is not None,
                    recorder_peak_bytes=rec.peak_bytes())
         timer, step_s, t_start = _Timed(rec), [], time.perf_counter()
+        moves = [torch.randn_like(p) * 1e-4 for p in model.parameters()] if simulate else []
         for t in range(steps):
             t0 = time.perf_counter()
-            sgd_step(model, opt, *next(its), callbacks=[timer])
+            if simulate:
+                with torch.no_grad():
+                    torch._foreach_add_(list(model.parameters()), moves)
+                timer.after_step(torch.tensor(1.0 + 0.01 * ((t * 7919) % 101)))
+            else:
+                sgd_step(model, opt, *next(its), callbacks=[timer])
             step_s.append(time.perf_counter() - t0)
             if steps > 20 and (t + 1) % 49 == 0:
                 log(f"step {t + 1}/{steps}: {time.perf_counter() - t_start:.0f} s")
@@ -145,17 +155,19 @@ def run(quick: bool = False) -> dict:
     return res
 
 
-def run_full(batch: int, spill_dir: str | None = None) -> dict:
+def run_full(batch: int, spill_dir: str | None = None, simulate: bool = False) -> dict:
     """The whole T = 980 phase with 3 Lasso epochs; writes FULL_JSON."""
     from causalprune.storage import write_json
 
     folder = Path(tempfile.mkdtemp(prefix="causalprune-alexnet32-full-", dir=spill_dir))
     t0 = time.perf_counter()
-    res = _phase(batch, T_PAPER, (3,), folder, log=lambda m: print(f"[{time.perf_counter() - t0:7.0f} s] {m}",
-                                                                     flush=True))
-    res.update(total_s=time.perf_counter() - t0, machine=machine(),
-               command=f"python bench/bench_alexnet32.py --full-t --batch {batch}")
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        res = _phase(batch, T_PAPER, (3,), folder, simulate=simulate,
+                     log=lambda m: print(f"[{time.perf_counter() - t0:7.0f} s] {m}", flush=True))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    command = "python bench/bench_alexnet32.py --full-t " + ("--simulate" if simulate else f"--batch {batch}")
+    res.update(total_s=time.perf_counter() - t0, machine=machine(), simulated=simulate, command=command)
     write_json(FULL_JSON, res)
     return res
 
@@ -176,9 +188,11 @@ def goals(res: dict) -> list[dict]:
 
 def _full_md(f: dict) -> list[str]:
     la = f["lasso"][0]
+    how = ("weights moved by a fixed random step instead of training: recorder, spill and Lasso as in a run"
+           if f.get("simulated") else f"batch {f['batch_size']}")
     return ["", f"**Full T = 980 run** (`{f['command']}`, {f['machine']['date']}, {f['machine']['cpu']}, "
             f"load average {f['machine']['load_average'][0]:.1f}): recording {f['record_s'] / 60:.1f} min "
-            f"(batch {f['batch_size']}; {f['after_step_s'] * 1e3:.0f} ms of each step in the recorder), "
+            f"({how}; {f['after_step_s'] * 1e3:.0f} ms of each step in the recorder), "
             f"{f['file_bytes'] / GB:.1f} GB spilled, Lasso {la['seconds'] / 60:.1f} min "
             f"({la['s_per_sample'] * 1e3:.0f} ms / sample, 3 epochs), total {f['total_s'] / 60:.1f} min; "
             f"peak anonymous memory {f['peak_anon'] / GB:.2f} GB, peak file-backed (page cache of the map) "
@@ -207,7 +221,8 @@ def markdown(res: dict) -> str:
     if res.get("full_run"):
         lines += _full_md(res["full_run"])
     else:
-        lines += ["", "No full T = 980 run recorded yet (`python bench/bench_alexnet32.py --full-t --batch 16`)."]
+        lines += ["", "No full T = 980 run recorded yet (`python bench/bench_alexnet32.py --full-t --simulate`, "
+                  "or with training: `--full-t --batch 16`, hours on 2 cores)."]
     return "\n".join(lines)
 
 
@@ -217,10 +232,12 @@ if __name__ == "__main__":
     ap.add_argument("--full-t", action="store_true", help="the whole T = 980 phase (tens of minutes, ~45 GB disk)")
     ap.add_argument("--batch", type=int, default=512, help="batch size of --full-t")
     ap.add_argument("--spill-dir", default=None, help="folder for the ~45 GB spill file of --full-t (default: $TMPDIR)")
+    ap.add_argument("--simulate", action="store_true",
+                    help="--full-t without training: the weights move by a fixed random step (minutes, not hours)")
     ap.add_argument("--json", action="store_true", help="also print the raw result as JSON")
     args = ap.parse_args()
     if args.full_t:
-        result = run_full(args.batch, args.spill_dir)
+        result = run_full(args.batch, args.spill_dir, args.simulate)
         print(json.dumps(result, indent=2, default=str))
         sys.exit(0)
     result = run(quick=args.quick)

@@ -164,8 +164,10 @@ class SpillFile:
             if self.rows == 0:
                 self._matrix = torch.empty((0, self.width), dtype=self.dtype)
                 return self._matrix
-            # mode "c" (copy-on-write): writable for torch.from_numpy, the file itself is never changed.
-            mm = np.memmap(fh, dtype=_NUMPY[self.dtype][0], mode="c", shape=(self.rows, self.width))
+            # A shared map ("r+"): writable, as torch.from_numpy wants, and -- unlike a private
+            # copy-on-write map ("c") -- not charged against the commit limit, which refuses a
+            # map larger than RAM (ENOMEM for a 42 GB recording on a 24 GB machine). Nothing writes it.
+            mm = np.memmap(fh, dtype=_NUMPY[self.dtype][0], mode="r+", shape=(self.rows, self.width))
         finally:
             fh.close()  # the map holds its own reference to the file
         self._matrix = torch.from_numpy(mm).view(self.dtype)
