@@ -4,12 +4,10 @@ stderr, exit status 2, no traceback, and must leave the results already on disk 
 from __future__ import annotations
 
 import errno
-import gzip
 import hashlib
 import json
 import os
 import shutil
-import struct
 import subprocess
 from pathlib import Path
 
@@ -20,6 +18,8 @@ from causalprune.cli import main
 from causalprune.masks import read_masks
 from causalprune.paths import RunPaths
 from causalprune.storage import load_checkpoint
+
+from .datafiles import write_fmnist
 
 TINY = ["--preset", "quick", "--device", "cpu", "--n-pre", "2", "--n-iter", "2", "--n-prune", "1",
         "--n-post", "2", "--max-steps-per-epoch", "5"]
@@ -259,22 +259,9 @@ def test_good_image_folder_runs(capsys, tmp_path):
 
 
 # -- interrupted downloads ---------------------------------------------------------------------------------
-def _idx(path: Path, array: "np.ndarray") -> None:  # noqa: F821 - numpy only in the annotation
-    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
-    with gzip.open(path, "wb") as fh:
-        fh.write(header + array.astype("uint8").tobytes())
-
-
 def test_truncated_fashion_mnist_download(capsys, tmp_path):
-    import numpy as np
-
     raw = tmp_path / "fm" / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    _idx(raw / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (40, 28, 28)))
-    _idx(raw / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, 40))
-    _idx(raw / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (20, 28, 28)))
-    _idx(raw / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, 20))
+    write_fmnist(raw, n_train=40, n_test=20)
     _truncate(raw / "train-images-idx3-ubyte.gz")  # the transfer stopped a third of the way
     code, err = cli(capsys, "run", *TINY, "--dataset", "fashion-mnist", "--model", "mlp", "--data-dir",
                     str(tmp_path / "fm"), "--out", str(tmp_path / "out"))

@@ -25,6 +25,20 @@ def test_dry_run_paper_preset_shows_table3(capsys):
     assert (cfg["lr_train"], cfg["lr_prune"], cfg["batch_size"], cfg["patience"]) == (5e-4, 1e-3, 512, 5)
 
 
+
+def test_forced_model_picks_its_own_table3_cell():
+    """``table2`` forces each model in turn: the paper preset must use that model's cell, not the default's."""
+    import argparse
+
+    from causalprune.commands.options import resolve_config
+
+    args = argparse.Namespace(preset="paper", dataset="cifar10")
+    got = {m: (c.l1_coeff, c.mag_prune_frac) for m in ("lenet", "alexnet32", "resnet18-nobn")
+           for c in [resolve_config(args, method="causal", model=m)]}
+    assert got == {"lenet": (1e-14, 0.275), "alexnet32": (1e-16, 0.275), "resnet18-nobn": (1e-15, 0.215)}
+    explicit = resolve_config(argparse.Namespace(preset="paper", dataset="cifar10", l1_coeff=3e-15), model="alexnet32")
+    assert explicit.l1_coeff == 3e-15  # a flag still beats the preset's cell
+
 def test_flags_override_preset_and_config_file(capsys, tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("n_iter: 4\nl1_coeff: 1.0e-12\n")

@@ -5,8 +5,6 @@ Every folder used here is written by the test into tmp_path; nothing needs the n
 
 from __future__ import annotations
 
-import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -21,49 +19,12 @@ from causalprune.data.sets import ArraySet
 from causalprune.data.split import split_indices
 from causalprune.errors import CausalPruneError, ConfigError, DataError
 
+from .datafiles import FakeCifar, idx_bytes, write_fmnist, write_image, write_imagefolder, write_tiny_imagenet
+
 
 def collect(batches: Batches, seed: int = 0):
     xs, ys = zip(*batches.epoch(seed))
     return torch.cat(xs), torch.cat(ys)
-
-
-# --------------------------------------------------------------------------- helpers: files
-def idx_bytes(arr: np.ndarray) -> bytes:
-    arr = np.asarray(arr, dtype=np.uint8)
-    return bytes([0, 0, 8, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape) + arr.tobytes()
-
-
-def write_fmnist(folder: Path, n_train=40, n_test=12, gz=True, seed=0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "train_images": rng.integers(0, 256, (n_train, 28, 28)), "train_labels": np.arange(n_train) % 10,
-        "test_images": rng.integers(0, 256, (n_test, 28, 28)), "test_labels": np.arange(n_test) % 10,
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    for key, name in fm.IDX_FILES.items():
-        data = idx_bytes(arrays[key])
-        if gz:
-            (folder / f"{name}.gz").write_bytes(gzip.compress(data))
-        else:
-            (folder / name).write_bytes(data)
-    return arrays
-
-
-def write_image(path: Path, size=12, mode="RGB", seed=0) -> None:
-    rng = np.random.default_rng(seed)
-    shape = (size, size) if mode == "L" else (size, size, 3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path)
-
-
-def write_imagefolder(root: Path, classes=("cat", "dog", "owl"), per_class=7, size=12) -> Path:
-    k = 0
-    for split, n in (("train", per_class), ("test", 2)):
-        for c in classes:
-            for i in range(n):
-                write_image(root / split / c / f"{i}.png", size=size, seed=k)
-                k += 1
-    return root
 
 
 @pytest.fixture(autouse=True)
@@ -352,24 +313,6 @@ def test_unreadable_image_names_the_file(tmp_path, pipeline, workers, monkeypatc
     assert str(bad) in str(err.value) and "\n" not in str(err.value)
 
 
-def write_tiny_imagenet(root: Path, wnids=("n02", "n01", "n03"), per_class=4, n_val=6) -> Path:
-    base = root / "tiny-imagenet-200"
-    (base / "wnids.txt").parent.mkdir(parents=True)
-    (base / "wnids.txt").write_text("\n".join(wnids) + "\n")
-    k = 0
-    for w in wnids:
-        for i in range(per_class):
-            write_image(base / "train" / w / "images" / f"{w}_{i}.JPEG", size=64,
-                        mode="L" if i == 0 else "RGB", seed=k)
-            k += 1
-    lines = []
-    for i in range(n_val):
-        write_image(base / "val" / "images" / f"val_{i}.JPEG", size=64, seed=100 + i)
-        lines.append(f"val_{i}.JPEG\t{wnids[i % len(wnids)]}\t0\t0\t63\t63")
-    (base / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
-    return root
-
-
 def test_tinyimagenet_layout_labels_and_sizes(tmp_path):
     root = write_tiny_imagenet(tmp_path)
     b = load_data("tinyimagenet", model="lenet", batch_size=4, seed=0, data_dir=str(root), val_frac=0.25)
@@ -397,20 +340,13 @@ def test_tinyimagenet_broken_annotations(tmp_path):
 
 
 # --------------------------------------------------------------------------- cifar10 (torchvision faked)
-class _FakeCifar:
-    def __init__(self, root, train, download):
-        rng = np.random.default_rng(int(train))
-        self.data = rng.integers(0, 256, (30 if train else 10, 32, 32, 3), dtype=np.uint8)
-        self.targets = list(np.arange(len(self.data)) % 10)
-
-
 def test_cifar10_layout_and_flips(monkeypatch, tmp_path):
     import torchvision
-    monkeypatch.setattr(torchvision.datasets, "CIFAR10", _FakeCifar)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCifar)
     b = load_data("cifar10", model="lenet", batch_size=8, seed=0, data_dir=str(tmp_path))
     assert tuple(vars(b.spec).values()) == (3, 32, 10) and b.train.flip and not b.test.flip
     x, _ = collect(b.test)
-    raw = torch.from_numpy(_FakeCifar(None, False, False).data).permute(0, 3, 1, 2).float() / 255
+    raw = torch.from_numpy(FakeCifar(None, False, False).data).permute(0, 3, 1, 2).float() / 255
     mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
     std = torch.tensor([0.2023, 0.1994, 0.2010]).view(1, 3, 1, 1)
     assert torch.allclose(x, (raw - mean) / std, atol=1e-5)

@@ -28,7 +28,7 @@ from .data import load_data
 from .errors import ConfigError
 from .masks import (Masks, apply_masks, check_fit, check_not_empty, combine, current_masks,
                     ones_masks, prunable_modules, read_masks, save_masks, sparsity, weight_of)
-from .methods import causal_decision, layer_target_counts, magnitude_decision, random_decision
+from .methods import layer_target_counts, magnitude_decision, random_decision
 from .models import build_model
 from .online import OnlineCausal
 from .structure import structure_report

@@ -4,8 +4,8 @@ so that the loop itself stays simple."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol
+from dataclasses import dataclass
+from typing import Iterable, Protocol
 
 import torch
 import torch.nn.functional as F

@@ -42,8 +42,11 @@ def resolve_config(args: argparse.Namespace, **forced: Any) -> Config:
     cfg = Config()
     if preset:
         base = preset_values(preset)
-        model = flags.get("model") or from_file.get("model") or base.get("model") or cfg.model
-        dataset = flags.get("dataset") or from_file.get("dataset") or base.get("dataset") or cfg.dataset
+        # The Table 3 cell follows the model and data set the run will have, forced ones included
+        # (``table2`` forces each of its --models in turn).
+        model = forced.get("model") or flags.get("model") or from_file.get("model") or base.get("model") or cfg.model
+        dataset = (forced.get("dataset") or flags.get("dataset") or from_file.get("dataset") or base.get("dataset")
+                   or cfg.dataset)
         cfg = config_from_dict(preset_values(preset, model, dataset), cfg)
     cfg = config_from_dict(from_file, cfg)
     cfg = config_from_dict(flags, cfg)
