@@ -85,3 +85,12 @@ def test_error_from_a_real_process_has_no_traceback(tmp_path):
     p = subprocess.run([sys.executable, "-m", "causalprune", "run", "--model", "nope", "--out", str(tmp_path)],
                        capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.startswith("error: unknown model") and "Traceback" not in p.stderr
+
+
+def test_closed_pipe_ends_quietly():
+    """`causal-prune models | head -1`: the reader is gone before we write; no traceback, status 141."""
+    p = subprocess.Popen([sys.executable, "-m", "causalprune", "models", "--dataset", "cifar10"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
