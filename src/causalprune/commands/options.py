@@ -44,9 +44,11 @@ def resolve_config(args: argparse.Namespace, **forced: Any) -> Config:
         base = preset_values(preset)
         # The Table 3 cell follows the model and data set the run will have, forced ones included
         # (``table2`` forces each of its --models in turn).
-        model = forced.get("model") or flags.get("model") or from_file.get("model") or base.get("model") or cfg.model
-        dataset = (forced.get("dataset") or flags.get("dataset") or from_file.get("dataset") or base.get("dataset")
-                   or cfg.dataset)
+        def final(key: str) -> Any:
+            return next(v for v in (forced.get(key), flags.get(key), from_file.get(key), base.get(key),
+                                    getattr(cfg, key)) if v)
+
+        model, dataset = final("model"), final("dataset")
         cfg = config_from_dict(preset_values(preset, model, dataset), cfg)
     cfg = config_from_dict(from_file, cfg)
     cfg = config_from_dict(flags, cfg)
