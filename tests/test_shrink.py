@@ -19,6 +19,8 @@ from causalprune.specs import InputSpec
 from causalprune.storage import write_json
 from causalprune.structure import structure_report
 
+from .nets import ResidualNet
+
 
 def _structured_masks(model, seed=0, p_filter=0.4, p_channel=0.3):
     """Random whole filters and whole input channels pruned, plus some scattered weights."""
@@ -103,21 +105,10 @@ def test_batchnorm_chain_shrinks_and_unfoldable_constants_stay():
     assert widths["norms"] == {"body.1": 7, "body.5": 10} and small.body[1].running_mean.shape == (7,)
 
 
-class _Residual(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a, self.b = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
-        self.fc = nn.Linear(4 * 36, 3)
-
-    def forward(self, x):
-        h = torch.relu(self.a(x))
-        return self.fc((h + self.b(h)).flatten(1))
-
-
-@pytest.mark.parametrize("make", [lambda: _Residual(), lambda: build_model("resnet18", InputSpec(3, 32, 10))])
+@pytest.mark.parametrize("make", [lambda: ResidualNet(), lambda: build_model("resnet18", InputSpec(3, 32, 10))])
 def test_residual_models_are_refused_in_one_line(make):
     model = make()
-    spec = InputSpec(1, 6, 3) if isinstance(model, _Residual) else InputSpec(3, 32, 10)
+    spec = InputSpec(1, 6, 3) if isinstance(model, ResidualNet) else InputSpec(3, 32, 10)
     masks = ones_masks(model)
     apply_masks(model, masks)
     with pytest.raises(ConfigError, match="residual") as exc:

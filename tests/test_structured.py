@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from causalprune.config import Config
 from causalprune.experiment import Experiment
@@ -19,6 +18,8 @@ from causalprune.record import Recorder
 from causalprune.solvers.blocks import block_features
 from causalprune.specs import InputSpec
 from causalprune.structure import structure_report
+
+from .nets import ResidualNet
 
 
 def _record(model, masks, steps=12, lr=0.05):
@@ -106,19 +107,8 @@ def test_dead_input_channel_removes_the_producer_filter(tiny_net):
     assert rep["totals"]["params_removed"] == 9 + 1 + 16 * 3
 
 
-class _Residual(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a, self.b = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
-        self.fc = nn.Linear(4 * 36, 3)
-
-    def forward(self, x):
-        h = torch.relu(self.a(x))
-        return self.fc((h + self.b(h)).flatten(1))
-
-
 def test_residual_model_gets_a_layer_local_report():
-    model = _Residual()
+    model = ResidualNet()
     masks = ones_masks(model)
     masks["b.weight"][3] = 0
     apply_masks(model, masks)
