@@ -212,7 +212,8 @@ def shrink_run(run_dir, out=None, *, device: str = "cpu", data_dir: str = "", to
     paths = RunPaths(run_dir)
     out = Path(out) if out else paths.shrunk
     macs = lambda m: sum(layer_macs(m, data.spec, dev).values())  # noqa: E731
-    report = {"run": str(paths.root), "model": cfg.model, "file": str(out), "max_abs_diff": diff, "max_abs_diff_float32": diff32,
+    report = {"run": str(paths.root), "model": cfg.model, "file": str(out), "max_abs_diff": diff,
+              "max_abs_diff_float32": diff32,
               "inputs_checked": int(len(x)), "params_masked_model": sum(p.numel() for p in model.parameters()),
               "params_shrunk": sum(p.numel() for p in small.parameters()),
               "macs_masked_model": macs(model), "macs_shrunk": macs(small), **widths}

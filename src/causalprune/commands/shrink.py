@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="", metavar="FILE",
                    help="where to save the model (default: RUN/checkpoints/shrunk.pt; widths in RUN/shrunk.json, "
                         "or FILE with .json for a given FILE)")
-    p.add_argument("--tol", type=float, default=1e-5, help="largest allowed max |output difference|, computed in float64 (default: 1e-5)")
+    p.add_argument("--tol", type=float, default=1e-5,
+                   help="largest allowed max |output difference|, computed in float64 (default: 1e-5)")
     p.add_argument("--samples", type=int, default=256, help="validation inputs to compare on (default: 256)")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="where to compute (default: cpu)")
     p.add_argument("--data-dir", default="", metavar="DIR", help="data folder, if it moved since the run")
