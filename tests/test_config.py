@@ -17,7 +17,8 @@ def test_defaults_are_the_papers_protocol():
 @pytest.mark.parametrize("bad", [dict(n_pre=-1), dict(n_post=-3), dict(l1_coeff=0.0), dict(l1_coeff=-1e-14),
                                  dict(batch_size=0), dict(mag_prune_frac=1.0), dict(target_sparsity=1.2),
                                  dict(momentum=1.0), dict(val_frac=0.0), dict(method="foo"),
-                                 dict(model="nope"), dict(dataset="nope"), dict(lr_prune=float("nan"))])
+                                 dict(model="nope"), dict(dataset="nope"), dict(lr_prune=float("nan")),
+                                 dict(loss_samples=-1), dict(loss_samples=513)])
 def test_out_of_range_settings_are_refused(bad):
     with pytest.raises(ConfigError):
         Config(**bad).validate()

@@ -256,6 +256,11 @@ def _worker(rank: int, world: int, port: int) -> None:
     full = F.cross_entropy(ref(x), y)
     full.backward()
     assert torch.allclose(ddp.mean_over_ranks(loss.detach()), full.detach(), atol=1e-6)
+    # --loss-samples k: the mean over ranks is the loss of the global batch's first k samples,
+    # whether they lie on rank 0 only (k=2), span both shares (k=6) or exceed the batch (k=9).
+    for k in (2, 6, 9):
+        sub = ddp.mean_over_ranks(ddp.subset_loss(net(xs), ys, n, k))
+        assert torch.allclose(sub, F.cross_entropy(ref(x[:k]), y[:k]).detach(), atol=1e-6), k
     assert torch.allclose(model[0].weight_orig.grad, ref[0].weight.grad, atol=1e-6)
     assert torch.allclose(model[2].bias.grad, ref[2].bias.grad, atol=1e-6)
     assert ddp.sum_over_ranks(float(rank + 1)) == [3.0]

@@ -76,3 +76,43 @@ def test_recorder_grows_for_unknown_lengths(tiny_net):
         opt.zero_grad(); loss.backward(); opt.step()
         rec.after_step(loss)
     assert rec.steps == 5 and rec.deltas().shape[0] == 5
+
+
+class _Epochs:
+    """Minimal batch source for train_epoch: the same list of batches every epoch."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def epoch(self, seed):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+
+def test_loss_samples_records_the_first_k_samples_and_trains_on_all(tiny_net):
+    """--loss-samples k: L_t is the mean loss of minibatch t's first k samples at theta_t, while
+    the step (so every Delta theta) is the one of the whole batch."""
+    import copy
+
+    from causalprune.train import train_epoch
+
+    lr, k = 0.05, 2
+    twin = copy.deepcopy(tiny_net)
+    batches = _batches()
+    masks = ones_masks(tiny_net)
+    rec = Recorder(tiny_net, masks, lr=lr, max_steps=10, dtype="fp32")
+    train_epoch(tiny_net, _Epochs(batches), torch.optim.SGD(tiny_net.parameters(), lr=lr), seed=0,
+                callbacks=[rec], loss_samples=k)
+    opt = torch.optim.SGD(twin.parameters(), lr=lr)
+    expected, whole = [], []
+    for x, y in batches:
+        out = twin(x)
+        expected.append(float(F.cross_entropy(out[:k].detach(), y[:k])))
+        loss = F.cross_entropy(out, y)
+        whole.append(float(loss.detach()))
+        opt.zero_grad(); loss.backward(); opt.step()
+    assert torch.allclose(rec.losses[:6].float(), torch.tensor(expected), atol=1e-6)
+    assert torch.equal(_flat(tiny_net), _flat(twin)), "the step must still use the whole batch"
+    assert max(abs(a - b) for a, b in zip(whole, expected)) > 1e-2, "subset and whole batch must differ here"

@@ -70,6 +70,9 @@ class Config:
     granularity: str = _f("weight", "what one gamma covers: weight | filter | channel | layer")
     scope: str = _f("layer", "one Lasso per layer, or one over the whole network (paper §5 iii)")
     record_dtype: str = _f("bf16", "storage of the recorded dtheta/lr: bf16 (2 B/weight/step) or fp32")
+    loss_samples: int = _f(0, "record L_t as the mean loss of the first K samples of each minibatch (0 = the "
+                                 "whole batch). K = batch/4 mimics the authors' 4-GPU runs, which recorded rank "
+                                 "0's local loss (method-facts §1); the step still trains on the whole batch")
     allow_empty_layers: bool = _f(False, "allow a pruning decision to remove every weight of a layer")
     # --- baselines (method-facts §4) ------------------------------------------------------------
     mag_prune_frac: float = _f(0.1, "magnitude/random: fraction of the remaining weights pruned per iteration")
@@ -101,7 +104,8 @@ class Config:
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(f"--{_flag(name)} must be one of {', '.join(choices)} (got {getattr(self, name)!r})")
-        for name in ("n_pre", "n_iter", "n_prune", "n_post", "patience", "max_steps_per_epoch", "workers"):
+        for name in ("n_pre", "n_iter", "n_prune", "n_post", "patience", "max_steps_per_epoch", "workers",
+                     "loss_samples"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} must be >= 0 (got {getattr(self, name)})")
         for name in ("batch_size", "lasso_epochs"):
@@ -126,6 +130,8 @@ class Config:
             raise ConfigError("--lasso-power-t and --min-delta must be >= 0")
         if self.method == "causal" and self.n_iter > 0 and self.n_prune == 0:
             raise ConfigError("causal pruning needs --n-prune >= 1 (the recorded SGD epochs)")
+        if self.loss_samples > self.batch_size:
+            raise ConfigError(f"--loss-samples ({self.loss_samples}) cannot exceed --batch-size ({self.batch_size})")
         if self.match_layers and self.method not in ("magnitude", "random"):
             raise ConfigError("--match-layers only applies to --method magnitude or random")
         if self.match_layers and not Path(self.match_layers).is_dir():

@@ -39,7 +39,7 @@ from .masks import Masks
 
 __all__ = ["is_dist", "rank", "world_size", "local_rank", "is_main", "barrier", "init_from_env",
            "local_device", "comm_device", "wrap_model", "wrap_optimizer", "rank_seed", "shard_bounds",
-           "local_batches", "batch_loss", "mean_over_ranks", "sum_over_ranks", "sync_buffers",
+           "local_batches", "batch_loss", "subset_loss", "mean_over_ranks", "sum_over_ranks", "sync_buffers",
            "main_first", "check_shared", "broadcast_tensor", "agree_on_masks", "debug_dump_masks", "recorded_layers",
            "causal_decision", "DEBUG_MASKS_ENV"]
 
@@ -186,6 +186,19 @@ def batch_loss(out: torch.Tensor, y: torch.Tensor, n_global: int) -> torch.Tenso
     if not is_dist():
         return F.cross_entropy(out, y)
     return F.cross_entropy(out, y, reduction="sum") * (world_size() / n_global)
+
+
+def subset_loss(out: torch.Tensor, y: torch.Tensor, n_global: int, k: int) -> torch.Tensor:
+    """Mean cross-entropy of the first ``k`` samples of the global batch (all of it when smaller),
+    detached, as this rank's contribution: the mean over ranks (what the recorder stores) is that
+    subset's mean loss. ``--loss-samples`` uses it to record a smaller-sample L_t than the batch the
+    step trains on, as the authors' DDP runs did with rank 0's local loss (method-facts §1)."""
+    out, k = out.detach(), min(k, n_global)
+    if not is_dist():
+        return F.cross_entropy(out[:k], y[:k])
+    lo, hi = shard_bounds(n_global)
+    part = slice(0, max(0, min(hi, k) - lo))  # this rank's samples among the global first k
+    return F.cross_entropy(out[part], y[part], reduction="sum") * (world_size() / k)
 
 
 def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:

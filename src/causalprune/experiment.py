@@ -229,7 +229,8 @@ class Experiment:
             res = train_epoch(self.net, self.data.train, ddp.wrap_optimizer(opt, self.model),
                               seed=epoch_seed(cfg.seed, _PRUNE, it, ep),
                               callbacks=([rec] if rec else []) + pause_callbacks("record", f"{it}.{ep}"),
-                              max_steps=self._max_steps(), desc=f"iter {it} sgd {ep}/{cfg.n_prune}")
+                              max_steps=self._max_steps(), desc=f"iter {it} sgd {ep}/{cfg.n_prune}",
+                              loss_samples=cfg.loss_samples)
             self.state.log("prune", it, ep, res.steps, "train_loss", res.loss)
         t1 = time.time()
         gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, _LASSO, it))

@@ -40,11 +40,13 @@ def epoch_seed(seed: int, *parts: int) -> int:
 
 def train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, *, seed: int,
                 callbacks: Iterable[StepCallback] = (), max_steps: int = 0, desc: str = "train",
-                step_offset: int = 0) -> EpochResult:
+                step_offset: int = 0, loss_samples: int = 0) -> EpochResult:
     """One epoch of minibatch training. ``seed`` fixes batch order, augmentation and dropout.
 
     The loss of each step is the mean cross-entropy of that minibatch at the parameters
-    *before* the step (method-facts §1), computed by the step's own forward pass.
+    *before* the step (method-facts §1), computed by the step's own forward pass. With
+    ``loss_samples`` = k > 0 the callbacks get the mean loss of the batch's first k samples
+    instead (same forward pass; the step still trains on the whole batch).
     """
     model.train()
     torch.manual_seed(ddp.rank_seed(seed))  # DDP: each rank its own dropout stream
@@ -57,12 +59,14 @@ def train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, *, 
     for step, (x, y, n_global) in enumerate(ddp.local_batches(batches, seed)):
         if step >= n:
             break
-        loss = ddp.batch_loss(model(x), y, n_global)
+        out = model(x)
+        loss = ddp.batch_loss(out, y, n_global)
+        seen = ddp.subset_loss(out, y, n_global, loss_samples) if loss_samples else loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         for cb in callbacks:
-            cb.after_step(loss)
+            cb.after_step(seen)
         losses_dev.append(loss.detach())
         # Check for divergence without a device sync at every step (every 50 steps and at the end).
         if (step + 1) % 50 == 0 or step + 1 == n:
