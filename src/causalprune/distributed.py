@@ -193,12 +193,10 @@ def subset_loss(out: torch.Tensor, y: torch.Tensor, n_global: int, k: int) -> to
     detached, as this rank's contribution: the mean over ranks (what the recorder stores) is that
     subset's mean loss. ``--loss-samples`` uses it to record a smaller-sample L_t than the batch the
     step trains on, as the authors' DDP runs did with rank 0's local loss (method-facts §1)."""
-    out, k = out.detach(), min(k, n_global)
-    if not is_dist():
-        return F.cross_entropy(out[:k], y[:k])
-    lo, hi = shard_bounds(n_global)
+    k = min(k, n_global)
+    lo, hi = shard_bounds(n_global)  # (0, n_global) in one process
     part = slice(0, max(0, min(hi, k) - lo))  # this rank's samples among the global first k
-    return F.cross_entropy(out[part], y[part], reduction="sum") * (world_size() / k)
+    return batch_loss(out.detach()[part], y[part], k)
 
 
 def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
