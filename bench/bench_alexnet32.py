@@ -3,7 +3,7 @@
 At the paper's T = 980 steps (10 epochs x 98 of 512 CIFAR-sized images) the bf16 recording is
 980 x 23.2M x 2 B = 45 GB: more than this machine's memory. With ``--record-budget 8GB`` the
 recorder spills it to a file in large chunks (two in memory) and the Lasso reads it through a
-memory map (spill.py). Input: synthetic 3x32x32 blobs (``--dataset synthetic``), SGD lr 1e-3.
+memory map (record/spill.py). Input: synthetic 3x32x32 blobs (``--dataset synthetic``), SGD lr 1e-3.
 
 ``make bench`` measures a *short* phase: the recorder is created for T = 980 (so the spill
 decision and the disk check are the real ones), records T_short steps, the spill file is
@@ -41,8 +41,8 @@ from causalprune.data import load_data
 from causalprune.masks import apply_masks, ones_masks
 from causalprune.methods import causal_decision
 from causalprune.models import build_model
-from causalprune.record import Recorder
-from causalprune.spill import evict_from_cache
+from causalprune.record.recorder import Recorder
+from causalprune.record.spill import evict_from_cache
 
 __all__ = ["run", "markdown", "goals", "run_full", "FULL_JSON"]
 

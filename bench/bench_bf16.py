@@ -22,7 +22,7 @@ from causalprune.config import Config
 from causalprune.masks import apply_masks, ones_masks
 from causalprune.methods import causal_decision
 from causalprune.models import build_model
-from causalprune.record import Recorder
+from causalprune.record.recorder import Recorder
 
 __all__ = ["run", "markdown", "goals"]
 

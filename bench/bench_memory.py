@@ -26,10 +26,11 @@ import torch
 from benchutil import section_main, MemorySampler, goal, median, one_thread, warm_lasso
 from causalprune.config import Config
 from causalprune.data import dataset_spec
-from causalprune.masks import apply_masks, ones_masks, prunable_modules, weight_of
+from causalprune.masks import apply_masks, ones_masks, weight_of
+from causalprune.models import prunable_layers
 from causalprune.methods import causal_decision
 from causalprune.models import build_model
-from causalprune.record import Recorder
+from causalprune.record.recorder import Recorder
 
 __all__ = ["run", "markdown", "goals"]
 
@@ -39,7 +40,7 @@ PAPER_T = 1060  # 10 epochs x 106 steps of 512 (LeNet / Fashion-MNIST)
 
 def _record(model, masks, T: int, *, budget: int | None = None, spill: Path | None = None) -> tuple[Recorder, dict]:
     """Record T simulated steps; returns the recorder and its timings / memory."""
-    mods = prunable_modules(model)
+    mods = prunable_layers(model)
     steps = [torch.randn_like(weight_of(m)) * 1e-4 for m in mods.values()]
     losses = torch.randn(T, dtype=torch.float64) * 0.05 + 1.0
     with MemorySampler() as mem:
@@ -69,7 +70,7 @@ def _lasso(recs: list[Recorder], repeats: int) -> list[float]:
 
 def _half_mask(model) -> dict:
     """Keep the larger half of the weights by magnitude (one global threshold)."""
-    ws = {f"{n}.weight": weight_of(m).detach().abs() for n, m in prunable_modules(model).items()}
+    ws = {f"{n}.weight": weight_of(m).detach().abs() for n, m in prunable_layers(model).items()}
     thr = torch.cat([w.reshape(-1) for w in ws.values()]).median()
     return {k: (w > thr).to(torch.uint8) for k, w in ws.items()}
 

@@ -27,10 +27,11 @@ import torch
 
 from benchutil import section_main, cycle_batches, goal, lenet_data, median, one_thread, sgd_step, warm_lasso
 from causalprune.config import Config
-from causalprune.masks import apply_masks, ones_masks, prunable_modules, weight_of
+from causalprune.masks import apply_masks, ones_masks, weight_of
+from causalprune.models import prunable_layers
 from causalprune.methods import causal_decision
 from causalprune.models import build_model
-from causalprune.record import Recorder
+from causalprune.record.recorder import Recorder
 
 __all__ = ["run", "markdown", "goals", "legacy_after_step"]
 
@@ -134,7 +135,7 @@ def _recorder_comparison(model, masks, calls: int, big_calls: int) -> dict:
     previous version were 8 B per weight)."""
     out = {"dense": _recorder_step_times(model, masks, calls)}
     half = {f"{n}.weight": (weight_of(m).detach().abs() > weight_of(m).detach().abs().median()).to(torch.uint8)
-            for n, m in prunable_modules(model).items()}
+            for n, m in prunable_layers(model).items()}
     apply_masks(model, half)
     out["half"] = _recorder_step_times(model, half, calls)
     if big_calls:

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from causalprune.experiment import check_config
 from causalprune.config import Config, config_from_dict, diff_configs, load_config_file
 from causalprune.errors import ConfigError
 from causalprune.presets import TABLE3, preset_values
@@ -21,12 +22,12 @@ def test_defaults_are_the_papers_protocol():
                                  dict(loss_samples=-1), dict(loss_samples=513)])
 def test_out_of_range_settings_are_refused(bad):
     with pytest.raises(ConfigError):
-        Config(**bad).validate()
+        check_config(Config(**bad))
 
 
 def test_unknown_model_lists_valid_names():
     with pytest.raises(ConfigError, match="lenet"):
-        Config(model="vgg99").validate()
+        check_config(Config(model="vgg99"))
 
 
 def test_run_name_readable_unique_and_stable():

@@ -32,7 +32,8 @@ import pytest
 import torch
 
 from causalprune.config import Config, config_from_dict
-from causalprune.distributed import DEBUG_MASKS_ENV
+
+from .harness import ENV, MASKS_ENV
 from causalprune.masks import read_masks, sparsity
 from causalprune.paths import RunPaths
 from causalprune.presets import preset_values
@@ -43,7 +44,7 @@ pytestmark = pytest.mark.skipif(
     or not torch.distributed.is_gloo_available(), reason="needs Linux and torch.distributed with gloo")
 
 SETTINGS = dict(n_pre=1, n_iter=2, n_prune=1, n_post=2, device="cpu")
-PAUSE = "CAUSALPRUNE_TEST_PAUSE_AT"
+HARNESS = str(Path(__file__).with_name("harness.py"))
 
 
 def _cfg(out: Path) -> Config:
@@ -53,12 +54,12 @@ def _cfg(out: Path) -> Config:
 def _cmd(out: Path) -> list[str]:
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in SETTINGS.items()]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "causalprune", "run", "--preset", "quick", f"--out={out}", *flags]
+            HARNESS, "run", "--preset", "quick", f"--out={out}", *flags]
 
 
 def _env(dump: Path, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != PAUSE}
-    env.update({DEBUG_MASKS_ENV: str(dump), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1",
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    env.update({MASKS_ENV: str(dump), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1",
                 "NUMBA_NUM_THREADS": "1", **extra})
     return env
 
@@ -81,7 +82,7 @@ def _descendants(pid: int) -> list[int]:
 
 def _launch_and_kill_at_lasso2(out: Path, dump: Path) -> str:
     """Start the 2-process run, wait until both ranks pause before iteration 2's Lasso, kill all."""
-    proc = subprocess.Popen(_cmd(out), env=_env(dump, **{PAUSE: "lasso:2"}), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_cmd(out), env=_env(dump, **{ENV: "lasso:2"}), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
@@ -108,7 +109,7 @@ def runs(tmp_path_factory):
     first = _launch_and_kill_at_lasso2(root / "ddp", dump)
     res = subprocess.run(_cmd(root / "ddp"), env=_env(dump), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, f"resumed DDP run failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    from causalprune.experiment import Experiment  # here: spawned workers import this module
+    from causalprune.experiment import Experiment
 
     single = Experiment(_cfg(root / "single"), log=lambda m: None)
     single.run()
@@ -170,7 +171,7 @@ def test_ddp_run_resumed_and_only_rank0_reported(runs):
 # -- the pieces, without torchrun ----------------------------------------------------------------
 
 def test_shard_bounds_cover_every_sample_once():
-    from causalprune.distributed import shard_bounds
+    from causalprune.dist import shard_bounds
 
     for n in range(0, 40):
         for w in (1, 2, 3, 8):
@@ -182,7 +183,7 @@ def test_shard_bounds_cover_every_sample_once():
 
 
 def test_assign_layers_balances_and_is_deterministic():
-    from causalprune.distributed_lasso import assign_layers
+    from causalprune.methods.owners import assign_layers
 
     sizes = {"a": 100, "b": 10, "c": 60, "d": 50, "e": 5}
     owners = assign_layers(sizes, 2)
@@ -199,10 +200,10 @@ def test_per_layer_fits_reproduce_the_sequential_decision(tiny_net, extra):
     reached: the result must be bit-identical to methods.causal_decision over all layers."""
     import torch.nn.functional as F
 
-    from causalprune.distributed_lasso import fit_layers
+    from causalprune.methods.causal import fit_layers
     from causalprune.masks import ones_masks
     from causalprune.methods import causal_decision
-    from causalprune.record import Recorder
+    from causalprune.record.recorder import Recorder
 
     cfg = Config(record_dtype="fp32", **extra)
     opt = torch.optim.SGD(tiny_net.parameters(), lr=0.05, momentum=cfg.momentum)
@@ -218,7 +219,7 @@ def test_per_layer_fits_reproduce_the_sequential_decision(tiny_net, extra):
     keep, gam = causal_decision(rec, cfg, torch.Generator().manual_seed(5))
     assert 0 < sum(int((k == 0).sum()) for k in keep.values())
     for slots in ([rec.slots[1]], [rec.slots[0]], rec.slots[::-1]):  # any subset, any order
-        k2, g2 = fit_layers(rec, cfg, torch.Generator().manual_seed(5), rec.layer_keys, slots)
+        k2, g2 = fit_layers(rec, cfg, torch.Generator().manual_seed(5), slots)
         for s in slots:
             assert torch.equal(k2[s.key], keep[s.key]) and torch.equal(g2[s.key], gam[s.key]), s.key
 
@@ -228,7 +229,8 @@ def _worker(rank: int, world: int, port: int) -> None:
     import torch.nn.functional as F
     from torch import nn
 
-    from causalprune import distributed as ddp
+    from causalprune import dist as ddp
+    from causalprune.dist.agree import agree_on_masks
     from causalprune.errors import MaskError
     from causalprune.masks import apply_masks, ones_masks
 
@@ -264,18 +266,23 @@ def _worker(rank: int, world: int, port: int) -> None:
     assert torch.allclose(model[0].weight_orig.grad, ref[0].weight.grad, atol=1e-6)
     assert torch.allclose(model[2].bias.grad, ref[2].bias.grad, atol=1e-6)
     assert ddp.sum_over_ranks(float(rank + 1)) == [3.0]
+    # The recorder's loss is the mean over ranks (eq. 8 pairs it with the all-reduced dtheta).
+    seen = []
+    ddp.MeanLossOverRanks(type("Cb", (), {"after_step": lambda self, l: seen.append(l)})()).after_step(
+        torch.tensor(float(rank + 1)))
+    assert seen[0].dtype == torch.float64 and float(seen[0]) == 1.5
     # broadcast_tensor carries shape and dtype.
     t = ddp.broadcast_tensor(torch.arange(6, dtype=torch.bfloat16).reshape(2, 3) if rank == 1 else None, 1)
     assert t.dtype == torch.bfloat16 and t.shape == (2, 3) and float(t[1, 2]) == 5.0
     # Masks: equal ones pass; one flipped entry on rank 1 stops both ranks, naming the layer.
     masks = {k: (torch.arange(m.numel()).reshape(m.shape) % 3 != 0).to(torch.uint8)
              for k, m in ones_masks(model).items()}
-    assert all(torch.equal(a, masks[k]) for k, a in ddp.agree_on_masks(masks).items())
+    assert all(torch.equal(a, masks[k]) for k, a in agree_on_masks(masks).items())
     bad = {k: v.clone() for k, v in masks.items()}
     if rank == 1:
         bad["2.weight"].view(-1)[0] ^= 1
     try:
-        ddp.agree_on_masks(bad)
+        agree_on_masks(bad)
     except MaskError as exc:
         assert "2.weight" in str(exc) and "[1]" in str(exc), str(exc)
     else:

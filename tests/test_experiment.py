@@ -90,3 +90,56 @@ def test_baselines_same_protocol(quick_cfg, method):
     else:
         total = s["prunable_total"]
         assert abs((100 - s["percent_pruned"]) / 100 * total - total * 0.7 ** 2) <= 1
+
+
+def test_experiment_callbacks_see_every_stage_and_change_nothing(quick_cfg):
+    """ExperimentCallback hooks are called at each stage, in order, and leave the result unchanged."""
+    from causalprune.experiment import ExperimentCallback
+
+    class Steps:
+        def __init__(self):
+            self.n = 0
+
+        def after_step(self, loss):
+            self.n += 1
+
+    class Watch(ExperimentCallback):
+        def __init__(self):
+            self.events, self.steps = [], {}
+
+        def epoch_callbacks(self, stage, index):
+            self.events.append(f"{stage}:{index}")
+            self.steps[f"{stage}:{index}"] = Steps()
+            return [self.steps[f"{stage}:{index}"]]
+
+        def before_decide(self, iteration):
+            self.events.append(f"decide:{iteration}")
+
+        def after_decide(self, iteration, masks):
+            self.events.append(f"masks:{iteration}:{sparsity(masks) > 0}")
+
+        def after_run(self, summary):
+            self.events.append("done")
+
+    cfg = quick_cfg.replace(n_iter=1, n_post=1, max_steps_per_epoch=3)
+    watch = Watch()
+    with_hooks = Experiment(cfg, log=lambda m: None, callbacks=[watch]).run()
+    assert watch.events == ["pretrain:1", "pretrain:2", "record:1.1", "record:1.2", "decide:1", "masks:1:True",
+                            "post:1", "done"]
+    assert all(s.n == 3 for s in watch.steps.values()), "every epoch's steps reach the callbacks"
+    plain = Experiment(cfg.replace(out=cfg.out + "-plain"), log=lambda m: None).run()
+    assert plain["percent_pruned"] == with_hooks["percent_pruned"]
+    assert plain["test_accuracy"] == with_hooks["test_accuracy"]
+
+
+def test_registries_and_config_choices_agree():
+    """Each registry is the one dispatch for its flag: the choices the CLI offers are its keys."""
+    from causalprune.config import CHOICES
+    from causalprune.data.sizes import MODEL_INPUT_SIZE
+    from causalprune.methods import METHODS
+    from causalprune.models import MODELS
+    from causalprune.solvers import SOLVERS
+
+    assert set(METHODS) == set(CHOICES["method"])
+    assert set(SOLVERS) == set(CHOICES["solver"])
+    assert set(MODEL_INPUT_SIZE) == set(MODELS), "every model declares the input size the data pipeline makes"

@@ -11,11 +11,11 @@ from causalprune.cli import main
 from causalprune.data import dataset_spec
 from causalprune.errors import CheckpointError, ConfigError, MaskError
 from causalprune.experiment import Experiment
-from causalprune.export import export_run, permanent_state_dict
-from causalprune.flops import forward_macs
+from causalprune.results.export import export_run, permanent_state_dict
+from causalprune.structured.flops import forward_macs
 from causalprune.masks import apply_masks, current_masks, load_masks, ones_masks, read_masks, save_masks
 from causalprune.models import build_model, count_parameters
-from causalprune.specs import InputSpec
+from causalprune.data.spec import InputSpec
 from causalprune.storage import load_checkpoint, load_tensors, read_json
 
 

@@ -2,7 +2,7 @@
 interrupted ends: same masks, gammas, checkpoints, metrics.csv and summary (issue 7, items 1-2).
 
 * Real SIGKILLs: `python -m causalprune run` is stopped at a named pause point
-  (causalprune.testhooks, CAUSALPRUNE_TEST_PAUSE_AT) and killed with SIGKILL, so no Python cleanup
+  (tests/harness.py, CAUSALPRUNE_TEST_PAUSE_AT) and killed with SIGKILL, so no Python cleanup
   runs: what is on disk is what a pre-empted job or an OOM kill leaves. Points: mid-epoch in
   pretraining, during the recording, in mid-write of state.json, between the recording and the
   Lasso (the recording lives only in memory, so a kill during the Lasso repeats the recording
@@ -31,7 +31,9 @@ import torch
 
 from causalprune.paths import RunPaths
 from causalprune.storage import load_checkpoint, load_tensors
-from causalprune.testhooks import ENV, MARKER
+from .harness import ENV, MARKER
+
+HARNESS = str(Path(__file__).with_name("harness.py"))
 
 # A quick-like protocol on digits: 2 pretraining epochs, 2 pruning iterations, 3 post-training
 # epochs, 6 steps per epoch. Small, but every stage and every resume branch is exercised.
@@ -56,7 +58,7 @@ def _env(point: str | None) -> dict[str, str]:
 
 
 def _command(out: Path, extra: tuple[str, ...] = ()) -> list[str]:
-    return [sys.executable, "-m", "causalprune", "run", *PROTOCOL, *extra, "--out", str(out), "--name", "run"]
+    return [sys.executable, HARNESS, "run", *PROTOCOL, *extra, "--out", str(out), "--name", "run"]
 
 
 def _run_to_end(out: Path) -> str:
@@ -167,15 +169,16 @@ def _crash_chain(out: Path, points: list[str], extra: tuple[str, ...] = ()) -> l
     from causalprune.commands.options import resolve_config
     from causalprune.experiment import Experiment
 
-    cfg = resolve_config(build_parser().parse_args(_command(out, extra)[3:]))
-    original, states = runstate.pause_before_commit, []
+    cfg = resolve_config(build_parser().parse_args(_command(out, extra)[2:]))
+    original, states = runstate.RunState.commit, []
     for point in [*points, None]:
-        def crash(updates, point=point):
+        def crash(self, point=point, **updates):
             labels = {f"commit:{k}={v}" for k, v in updates.items() if k.endswith("done")}
             if point in labels:
                 raise _Killed(point)
+            original(self, **updates)
 
-        runstate.pause_before_commit = crash
+        runstate.RunState.commit = crash
         try:
             Experiment(cfg, log=lambda m: None).run()
             assert point is None, f"the run never reached {point}"
@@ -183,7 +186,7 @@ def _crash_chain(out: Path, points: list[str], extra: tuple[str, ...] = ()) -> l
             state = RunPaths(cfg.run_dir()).state
             states.append(json.loads(state.read_text()) if state.exists() else {})
         finally:
-            runstate.pause_before_commit = original
+            runstate.RunState.commit = original
     return states
 
 

@@ -7,11 +7,11 @@ from torch import nn
 
 from causalprune.config import Config
 from causalprune.experiment import Experiment
-from causalprune.features import expand_keep, layer_features
+from causalprune.record.features import expand_keep
 from causalprune.masks import apply_masks, ones_masks, read_masks
 from causalprune.methods import causal_decision
 from causalprune.paths import RunPaths
-from causalprune.record import Recorder
+from causalprune.record.recorder import Recorder
 from causalprune.solvers.blocks import block_features
 
 LR = 0.5
@@ -38,7 +38,7 @@ def _dtheta(s):
 
 
 def _samples(rec, momentum):
-    lf = layer_features(rec, momentum=momentum, granularity="weight")[0]
+    lf = rec.features(momentum=momentum, granularity="weight")[0]
     y = rec.targets(lag=2 if momentum else 1)
     X = torch.cat([block_features(b, slice(0, y.numel())) for b in lf.blocks], dim=1)
     return X, y
@@ -66,7 +66,7 @@ def test_first_order_samples_are_eq7_aligned():
 
 def test_pruned_iff_all_three_gammas_are_zero():
     rec = _recording()
-    lf = layer_features(rec, momentum=True, granularity="weight")[0]
+    lf = rec.features(momentum=True, granularity="weight")[0]
     # weight 0: only gamma_{k,2} (cross) nonzero -> kept; weight 1: all zero -> pruned.
     g = [torch.tensor([0.0, 0.0]), torch.tensor([0.0, 0.0]), torch.tensor([-1e-3, 0.0])]
     assert expand_keep(lf, g).tolist() == [[1, 0]]
@@ -90,8 +90,8 @@ def test_momentum_group_features_are_sums_of_the_three_features(tiny_net):
         opt.zero_grad(); loss.backward(); opt.step()
         rec.after_step(loss)
     n = rec.targets(lag=2).numel()
-    per_w = layer_features(rec, momentum=True, granularity="weight")
-    per_f = layer_features(rec, momentum=True, granularity="filter")
+    per_w = rec.features(momentum=True, granularity="weight")
+    per_f = rec.features(momentum=True, granularity="filter")
     for w, f in zip(per_w, per_f):
         for bw, bf in zip(w.blocks, f.blocks):
             xw = block_features(bw, slice(0, n), torch.float64)

@@ -134,7 +134,7 @@ class _Net(nn.Module):
 def test_decisions_only_shrink_and_frozen_weights_are_pruned(d_in, hidden, steps, iters, l1, seed, momentum):
     from causalprune.masks import apply_masks, combine, current_masks, ones_masks
     from causalprune.methods import causal_decision
-    from causalprune.record import Recorder
+    from causalprune.record.recorder import Recorder
 
     torch.manual_seed(seed)
     net = _Net(d_in, hidden)

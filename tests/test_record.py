@@ -3,8 +3,10 @@
 import torch
 import torch.nn.functional as F
 
-from causalprune.masks import apply_masks, ones_masks, prunable_modules, weight_of
-from causalprune.record import Recorder, parse_bytes
+from causalprune.masks import apply_masks, ones_masks, weight_of
+from causalprune.models import prunable_layers
+from causalprune.record.recorder import Recorder
+from causalprune.units import parse_bytes
 from causalprune.errors import RecordMemoryError
 
 import pytest
@@ -16,7 +18,7 @@ def _batches(n=6, seed=0):
 
 
 def _flat(model):
-    return torch.cat([weight_of(m).detach().reshape(-1).clone() for m in prunable_modules(model).values()])
+    return torch.cat([weight_of(m).detach().reshape(-1).clone() for m in prunable_layers(model).values()])
 
 
 def test_deltas_sum_and_losses_align(tiny_net):
@@ -96,7 +98,7 @@ def test_loss_samples_records_the_first_k_samples_and_trains_on_all(tiny_net):
     the step (so every Delta theta) is the one of the whole batch."""
     import copy
 
-    from causalprune.train import train_epoch
+    from causalprune.train import first_samples_loss, train_epoch
 
     lr, k = 0.05, 2
     twin = copy.deepcopy(tiny_net)
@@ -104,7 +106,7 @@ def test_loss_samples_records_the_first_k_samples_and_trains_on_all(tiny_net):
     masks = ones_masks(tiny_net)
     rec = Recorder(tiny_net, masks, lr=lr, max_steps=10, dtype="fp32")
     train_epoch(tiny_net, _Epochs(batches), torch.optim.SGD(tiny_net.parameters(), lr=lr), seed=0,
-                callbacks=[rec], loss_samples=k)
+                callbacks=[rec], loss_fn=first_samples_loss(k))
     opt = torch.optim.SGD(twin.parameters(), lr=lr)
     expected, whole = [], []
     for x, y in batches:

@@ -78,7 +78,7 @@ def _natural_widths(chromium: str, tmp: Path, page: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
-    from causalprune.sweep_outputs import read_sweep_rows
+    from causalprune.results.sweep_files import read_sweep_rows
 
     sweep = make_tiny_sweep(tmp_path_factory.getbasetemp() / "report-sweep")
     rows = read_sweep_rows(sweep)

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from causalprune.cli import main
 from causalprune.errors import CheckpointError
 from causalprune.paths import RunPaths
-from causalprune.runs import read_runs
+from causalprune.results.runs import read_runs
 from causalprune.storage import write_json
-from causalprune.sweep_outputs import read_sweep_rows
+from causalprune.results.sweep_files import read_sweep_rows
 
 # quick preset on digits, cut to one epoch of 6 steps per stage: every stage and file is real, and
 # the 8 runs cost ~20 s of CPU. These two L1_coeff values empty no layer (1e-11 would).
@@ -121,7 +121,7 @@ def test_masks_needs_two_runs(runs, capsys, tmp_path):
 # -- analyze -------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_final_model_reloads_with_its_masks_and_accuracy(runs):
-    from causalprune.analyze import load_final_model
+    from causalprune.results.flatness import load_final_model
     from causalprune.masks import current_masks, sparsity
     from causalprune.train import evaluate
 
@@ -134,7 +134,7 @@ def test_final_model_reloads_with_its_masks_and_accuracy(runs):
 
 @pytest.mark.slow
 def test_analyze_writes_eigenvalues_and_landscape_and_reuses_them(runs, capsys):
-    from causalprune.analyze import analysis_batches, load_final_model
+    from causalprune.results.flatness import analysis_batches, load_final_model
 
     row = _by_curve(runs, "causal")[0]
     argv = ["analyze", row["run_dir"], "--hessian", "--landscape", "--k", "2", "--grid", "7", "--batches", "2",

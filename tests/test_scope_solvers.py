@@ -10,13 +10,14 @@ from causalprune.config import Config
 from causalprune.data import load_data
 from causalprune.errors import RecordMemoryError
 from causalprune.experiment import Experiment
-from causalprune.features import layer_features
+
 from causalprune.masks import ones_masks, read_masks
 from causalprune.methods import causal_decision
 from causalprune.models import build_model
-from causalprune.online import OnlineCausal
+from causalprune.methods.causal import keep_from_gammas
+from causalprune.record.online import OnlineCausal
 from causalprune.paths import RunPaths
-from causalprune.record import Recorder
+from causalprune.record.recorder import Recorder
 from causalprune.solvers import LassoSchedule, solve_reference
 from causalprune.solvers.blocks import block_features
 from causalprune.train import train_epoch
@@ -31,7 +32,7 @@ def digits():
 
 def _reference_in_order(rec, cfg):
     """solve_reference(shuffle=False, epochs=1) on the recording, per layer or over the network."""
-    feats = layer_features(rec, momentum=cfg.momentum > 0, granularity=cfg.granularity)
+    feats = rec.features(momentum=cfg.momentum > 0, granularity=cfg.granularity)
     y = rec.targets(lag=2 if cfg.momentum > 0 else 1)
     sched = LassoSchedule(lr0=cfg.lasso_lr0, power_t=cfg.lasso_power_t, epochs=1)
     if cfg.scope == "layer":
@@ -63,7 +64,7 @@ def test_online_callback_equals_in_order_reference(digits, momentum, granularity
         for r_layer, o_layer in zip(ref, on.gammas()):
             for r, o in zip(r_layer, o_layer):
                 assert torch.equal(r, o), "the streaming fit must reproduce the in-order pass bit for bit"
-        keep, mags = on.decision()
+        keep, mags = keep_from_gammas(on.layers, on.gammas())
         # the recording-based path of --solver online (used by CausalPruner) gives the same masks
         keep2, mags2 = causal_decision(rec, cfg, torch.Generator().manual_seed(0))
         assert all(torch.equal(keep[k], keep2[k]) and torch.equal(mags[k], mags2[k]) for k in keep)
@@ -100,7 +101,7 @@ def test_network_scope_is_one_regression(tiny_net):
     rec = _tiny_recording(tiny_net)
     cfg = Config(scope="network", l1_coeff=1e-6)
     _, mags = causal_decision(rec, cfg, torch.Generator().manual_seed(7))
-    feats = layer_features(rec, momentum=False, granularity="weight")
+    feats = rec.features(momentum=False, granularity="weight")
     sched = LassoSchedule(lr0=cfg.lasso_lr0, power_t=cfg.lasso_power_t, epochs=cfg.lasso_epochs)
     flat = solve_reference([lf.blocks[0] for lf in feats], rec.targets(), cfg.l1_coeff, schedule=sched,
                            shuffle=True, generator=torch.Generator().manual_seed(7))
@@ -114,7 +115,7 @@ def test_exact_solver_is_the_lasso_minimiser(tiny_net):
     rec = _tiny_recording(tiny_net)
     y = rec.targets()
     n = y.numel()
-    for lf in layer_features(rec, momentum=False, granularity="weight"):
+    for lf in rec.features(momentum=False, granularity="weight"):
         X = block_features(lf.blocks[0], slice(0, n), torch.float64)
         alpha_max = float((X.T @ y.double()).abs().max()) / n
         alpha = 0.05 * alpha_max
@@ -133,7 +134,7 @@ def test_exact_keeps_at_most_T_weights_even_with_a_small_penalty(tiny_net):
     rec = _tiny_recording(tiny_net)
     y = rec.targets()
     n = y.numel()
-    feats = layer_features(rec, momentum=False, granularity="weight")
+    feats = rec.features(momentum=False, granularity="weight")
     alpha_max = min(float((block_features(lf.blocks[0], slice(0, n), torch.float64).T @ y.double()).abs().max()) / n
                     for lf in feats)  # above it every gamma is 0
     alpha = 1e-3 * alpha_max
@@ -158,7 +159,7 @@ def test_exact_and_online_run_on_the_gpu(tiny_net):
     assert all(m.device.type == "cuda" for m in mags.values())
     on = OnlineCausal(tiny_net, ones_masks(tiny_net), Config(solver="online", l1_coeff=1e-9), device=rec.device)
     on.after_step(torch.tensor(1.0, device="cuda")), on.after_step(torch.tensor(0.5, device="cuda"))
-    assert on.decision()[0]["fc.weight"].device.type == "cuda"
+    assert keep_from_gammas(on.layers, on.gammas()).keep["fc.weight"].device.type == "cuda"
 
 
 @pytest.mark.parametrize("settings", [dict(solver="online"), dict(scope="network"),

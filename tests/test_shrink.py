@@ -10,14 +10,14 @@ from torch import nn
 from causalprune.cli import main
 from causalprune.errors import ConfigError
 from causalprune.experiment import Experiment
-from causalprune.flops import layer_macs
+from causalprune.structured.flops import layer_macs
 from causalprune.masks import apply_masks, ones_masks
 from causalprune.models import build_model
 from causalprune.paths import RunPaths
-from causalprune.shrink import load_shrunk, max_abs_diff, shrink_model
-from causalprune.specs import InputSpec
+from causalprune.structured.shrink import load_shrunk, max_abs_diff, shrink_model
+from causalprune.data.spec import InputSpec
 from causalprune.storage import write_json
-from causalprune.structure import structure_report
+from causalprune.structured.plan import structure_report
 
 from .nets import ResidualNet
 
@@ -141,7 +141,7 @@ def test_shrink_command_on_a_run(quick_cfg, capsys):
     rep = json.loads(out.with_suffix(".json").read_text())
     assert rep["max_abs_diff"] <= 1e-5 and rep["params_shrunk"] <= rep["params_masked_model"]
     small, widths = load_shrunk(str(out))
-    from causalprune.analyze import load_final_model
+    from causalprune.results.flatness import load_final_model
 
     masked, _, data = load_final_model(paths.root)
     x = next(iter(data.val))[0]

@@ -13,13 +13,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from causalprune import spill as spill_mod
+from causalprune.record import spill as spill_mod
 from causalprune.config import Config
 from causalprune.errors import RecordMemoryError
-from causalprune.masks import apply_masks, ones_masks, prunable_modules, weight_of
+from causalprune.masks import apply_masks, ones_masks, weight_of
+from causalprune.models import prunable_layers
 from causalprune.methods import causal_decision
-from causalprune.record import Recorder
-from causalprune.spill import SpillFile, chunk_rows
+from causalprune.record.recorder import Recorder
+from causalprune.record.spill import SpillFile, chunk_rows
 
 
 def _batches(n, seed=0):
@@ -29,7 +30,7 @@ def _batches(n, seed=0):
 
 def _live_flat(model, masks):
     parts = [weight_of(m).detach().reshape(-1)[masks[f"{n}.weight"].reshape(-1).bool()]
-             for n, m in prunable_modules(model).items()]
+             for n, m in prunable_layers(model).items()]
     return torch.cat(parts).clone()
 
 
@@ -178,7 +179,7 @@ def test_experiment_spills_over_budget_and_keeps_the_masks(quick_cfg, tmp_path):
 
     cfg = quick_cfg.replace(n_iter=1, n_post=1, n_pre=1)
     data = load_data(cfg.dataset, model=cfg.model, batch_size=cfg.batch_size, seed=cfg.seed, val_frac=cfg.val_frac)
-    width = sum(weight_of(m).numel() for m in prunable_modules(build_model(cfg.model, data.spec)).values())
+    width = sum(weight_of(m).numel() for m in prunable_layers(build_model(cfg.model, data.spec)).values())
     need = Recorder.bytes_needed(cfg.n_prune * len(data.train), width, cfg.record_dtype)
     ref = Experiment(cfg, log=lambda m: None).run()
     logs: list[str] = []

@@ -9,15 +9,15 @@ import torch.nn.functional as F
 
 from causalprune.config import Config
 from causalprune.experiment import Experiment
-from causalprune.features import group_ids, layer_features
-from causalprune.flops import layer_macs
+from causalprune.record.features import group_ids
+from causalprune.structured.flops import layer_macs
 from causalprune.masks import apply_masks, ones_masks, read_masks
 from causalprune.methods import causal_decision
 from causalprune.paths import RunPaths
-from causalprune.record import Recorder
+from causalprune.record.recorder import Recorder
 from causalprune.solvers.blocks import block_features
-from causalprune.specs import InputSpec
-from causalprune.structure import structure_report
+from causalprune.data.spec import InputSpec
+from causalprune.structured.plan import structure_report
 
 from .nets import ResidualNet
 
@@ -47,7 +47,7 @@ def test_group_feature_is_sum_of_squared_deltas(tiny_net, granularity):
     rec = _record(tiny_net, _partly_pruned(tiny_net))
     n = rec.targets().numel()
     D = rec.deltas().double() * rec.lr  # dtheta
-    for lf in layer_features(rec, momentum=False, granularity=granularity):
+    for lf in rec.features(momentum=False, granularity=granularity):
         flat = lf.slot.idx if lf.slot.idx is not None else torch.arange(lf.slot.param.numel())
         gid, n_groups = group_ids(lf.slot.param.shape, flat, granularity)
         want = torch.zeros(n, n_groups, dtype=torch.float64).index_add_(

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .units import parse_bytes
 
 __all__ = ["Config", "CHOICES", "config_from_dict", "load_config_file", "diff_configs"]
 
@@ -94,13 +95,8 @@ class Config:
 
     # ---------------------------------------------------------------------------------------------
     def validate(self) -> "Config":
-        """Refuse out-of-range settings before any work starts (one-line ConfigError)."""
-        from .data import DATASETS
-        from .models import MODELS
-
-        for name, registry in (("model", MODELS), ("dataset", DATASETS)):
-            if getattr(self, name) not in registry:
-                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; valid names: {', '.join(sorted(registry))}")
+        """Refuse out-of-range settings before any work starts (one-line ConfigError). The model and
+        data set names are checked against their registries by ``experiment.check_config``."""
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(f"--{_flag(name)} must be one of {', '.join(choices)} (got {getattr(self, name)!r})")
@@ -137,7 +133,7 @@ class Config:
         if self.match_layers and not Path(self.match_layers).is_dir():
             raise ConfigError(f"--match-layers {self.match_layers} is not a run folder")
         if self.record_budget:
-            from .record import parse_bytes
+            from .units import parse_bytes
 
             try:
                 if parse_bytes(self.record_budget) <= 0:

@@ -22,38 +22,55 @@ from typing import Any, Callable
 
 import torch
 
-from . import distributed as ddp
+from . import dist as ddp
 from .config import Config, diff_configs
-from .data import load_data
+from .data import DATASETS, load_data_for
+from .dist import agree
 from .errors import ConfigError
-from .masks import (Masks, apply_masks, check_fit, check_not_empty, combine, current_masks,
-                    ones_masks, prunable_modules, read_masks, save_masks, sparsity, weight_of)
-from .methods import layer_target_counts, magnitude_decision, random_decision
-from .models import build_model
-from .online import OnlineCausal
-from .structure import structure_report
+from .masks import Masks, apply_masks, check_not_empty, combine, current_masks, ones_masks, save_masks, sparsity
+from .methods import Decision, PruneContext, get_method
+from .models import MODELS, build_model
 from .paths import RunPaths
-from .record import Recorder, format_bytes, parse_bytes
+from .results.summary import build_summary
 from .runstate import RunState
 from .storage import (clear_folder, load_checkpoint, lock_folder, read_json, remove_stale_temporaries,
                       save_checkpoint, save_tensors, write_json)
-from .testhooks import pause_callbacks, pause_point
-from .summary import build_summary
+from .structured.plan import structure_report
 from .tblog import TensorBoardLog
-from .train import EarlyStopping, epoch_seed, evaluate, train_epoch
+from .train import EarlyStopping, epoch_seed, evaluate, first_samples_loss, global_batch_loss, train_epoch
 
-__all__ = ["Experiment", "resolve_device", "prepare_run_dir"]
+__all__ = ["Experiment", "ExperimentCallback", "check_config", "prepare_run_dir"]
 
 # Phase codes used to derive per-epoch seeds (never change them: they fix batch orders).
 _PRE, _PRUNE, _LASSO, _POST, _DECIDE = 1, 2, 3, 4, 5
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def check_config(cfg: Config) -> Config:
+    """``cfg.validate()`` plus the names that only the registries know (model, data set)."""
+    cfg.validate()
+    for name, registry in (("model", MODELS), ("dataset", DATASETS)):
+        if getattr(cfg, name) not in registry:
+            raise ConfigError(f"unknown {name} {getattr(cfg, name)!r}; valid names: {', '.join(sorted(registry))}")
+    return cfg
+
+
+class ExperimentCallback:
+    """Hooks into the stages of a run; override what you need. Callbacks observe a run, they do
+    not change its result: every stage still resumes and replays exactly."""
+
+    def epoch_callbacks(self, stage: str, index: str) -> list:
+        """Extra step callbacks for one epoch: ``stage`` is pretrain, record or post; ``index`` the
+        epoch (``"<iteration>.<epoch>"`` for record)."""
+        return []
+
+    def before_decide(self, iteration: int) -> None:
+        """The pruning epochs of ``iteration`` are done; the method is about to decide."""
+
+    def after_decide(self, iteration: int, masks: Masks) -> None:
+        """Every rank agreed on the new ``masks`` of ``iteration``; they are about to be applied."""
+
+    def after_run(self, summary: dict) -> None:
+        """The run finished (also called when it had finished before)."""
 
 
 def prepare_run_dir(cfg: Config, overwrite: bool) -> RunPaths:
@@ -82,11 +99,14 @@ def prepare_run_dir(cfg: Config, overwrite: bool) -> RunPaths:
 class Experiment:
     """One run of Algorithm 1 for one method. ``Experiment(cfg).run()`` returns the summary."""
 
-    def __init__(self, cfg: Config, *, overwrite: bool = False, log: Callable[[str], None] = print):
-        self.cfg = cfg.validate()
+    def __init__(self, cfg: Config, *, overwrite: bool = False, log: Callable[[str], None] = print,
+                 callbacks: list[ExperimentCallback] | None = None):
+        self.cfg = check_config(cfg)
+        self.callbacks = list(callbacks or [])
+        self.method = get_method(cfg.method)
         ddp.init_from_env(cfg.device)  # under torchrun: join the process group (no-op otherwise)
         self.log = log if ddp.is_main() else (lambda msg: None)
-        self.device = ddp.local_device(resolve_device(cfg.device))
+        self.device = ddp.local_device(ddp.resolve_device(cfg.device))
         self.tb = TensorBoardLog(cfg.tensorboard, RunPaths(cfg.run_dir()).tensorboard, cfg.n_prune)  # before any file
         self.paths = prepare_run_dir(cfg, overwrite)
         self.state = RunState(self.paths)
@@ -94,16 +114,13 @@ class Experiment:
         self.t0 = time.time()
         torch.manual_seed(cfg.seed)  # before building the model, so initialisation is seeded
         with ddp.main_first():  # rank 0 downloads/unpacks the data before the other ranks read it
-            self.data = load_data(cfg.dataset, model=cfg.model, batch_size=cfg.batch_size, seed=cfg.seed,
-                                  val_frac=cfg.val_frac, data_dir=cfg.data_dir or None, device=self.device,
-                                  pipeline=cfg.pipeline, workers=cfg.workers)
+            self.data = load_data_for(cfg, self.device)
         ddp.check_shared(self.paths.config)  # several nodes: --out must be shared (rewinds read it)
         self.model = build_model(cfg.model, self.data.spec).to(self.device)
         # Every model carries torch.nn.utils.prune masks from the start (all ones), so that the
         # state_dict has the same keys (weight_orig/weight_mask) at every stage.
         apply_masks(self.model, ones_masks(self.model))
         self.net = ddp.wrap_model(self.model, self.device)  # trained through (DDP under torchrun)
-        self.callbacks: list = []
 
     # -- small helpers --------------------------------------------------------------------------
     def _save(self, path: Path, **extra: Any) -> None:
@@ -131,12 +148,17 @@ class Experiment:
         self.t0 = time.time()
         ddp.barrier()
 
-    def _max_steps(self) -> int:
-        return self.cfg.max_steps_per_epoch
-
     def _steps_per_epoch(self) -> int:
         n = len(self.data.train)
         return min(n, self.cfg.max_steps_per_epoch) if self.cfg.max_steps_per_epoch else n
+
+    def _epoch(self, opt: torch.optim.Optimizer, stage: str, index: str, seed: int, desc: str,
+               callbacks: list = (), loss_fn=global_batch_loss):
+        """One training epoch of any stage, with the experiment callbacks' step callbacks added."""
+        extra = [cb for hook in self.callbacks for cb in hook.epoch_callbacks(stage, index)]
+        return train_epoch(self.net, self.data.train, ddp.wrap_optimizer(opt, self.model), seed=seed,
+                           loss_fn=loss_fn, callbacks=[*callbacks, *extra], max_steps=self.cfg.max_steps_per_epoch,
+                           desc=desc)
 
     # -- stages -----------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -144,14 +166,17 @@ class Experiment:
         self.log(f"run folder: {self.paths.root}")
         if self.state["done"] and self.paths.summary.exists():
             self.log("already finished; nothing to do")
-            return read_json(self.paths.summary)
-        if cfg.match_layers and cfg.n_iter:
-            self._layer_targets(1)  # a missing or unfitting reference run fails now, not after pretraining
-        self.pretrain()
-        for it in range(1, cfg.n_iter + 1):
-            self.prune_iteration(it)
-        self.post_train()
-        return self.finish()
+            summary = read_json(self.paths.summary)
+        else:
+            self.method.preflight(cfg, self.model)  # e.g. a missing --match-layers run fails before pretraining
+            self.pretrain()
+            for it in range(1, cfg.n_iter + 1):
+                self.prune_iteration(it)
+            self.post_train()
+            summary = self.finish()
+        for hook in self.callbacks:
+            hook.after_run(summary)
+        return summary
 
     def pretrain(self) -> None:
         cfg = self.cfg
@@ -163,9 +188,7 @@ class Experiment:
             ck = self._load(self.paths.pre_epoch(done))
             opt.load_state_dict(ck["optim"])
         for ep in range(done + 1, cfg.n_pre + 1):
-            res = train_epoch(self.net, self.data.train, ddp.wrap_optimizer(opt, self.model),
-                              seed=epoch_seed(cfg.seed, _PRE, ep), max_steps=self._max_steps(),
-                              desc=f"pretrain {ep}/{cfg.n_pre}", callbacks=pause_callbacks("pretrain", ep))
+            res = self._epoch(opt, "pretrain", str(ep), epoch_seed(cfg.seed, _PRE, ep), f"pretrain {ep}/{cfg.n_pre}")
             self.state.log("pre", 0, ep, res.steps, "train_loss", res.loss)
             self.log(f"pretrain epoch {ep}/{cfg.n_pre}: train loss {res.loss:.4f}")
             self._save(self.paths.pre_epoch(ep), optim=opt.state_dict())
@@ -176,91 +199,58 @@ class Experiment:
         self._drop(self.paths.pre_epoch, cfg.n_pre)
 
     def prune_iteration(self, it: int) -> None:
+        """Algorithm 1, lines 3-7: SGD epochs, decide, multiply the masks, rewind."""
         cfg = self.cfg
         if self.state["iterations_done"] >= it:
             return
         self._load(self.paths.pretrained if it == 1 else self.paths.pruned(it - 1))
         old = current_masks(self.model)
-        keep, gammas, rec_bytes = self._decide(it, old)
-        new = combine(old, keep)
+        decision, (record_s, lasso_s) = self._decide(it, old)
+        new = combine(old, decision.keep)
         check_not_empty(new, cfg.allow_empty_layers,
                         "use a smaller --l1-coeff" if cfg.method == "causal" else "lower the pruning fraction")
-        new = ddp.agree_on_masks(new, tag=f"iter_{it:02d}")
+        new = agree.agree_on_masks(new, tag=f"iter_{it:02d}")
+        for hook in self.callbacks:
+            hook.after_decide(it, new)
         # Rewind (Algorithm 1 line 7): survivors and all biases back to the pretrained weights.
         self._load(self.paths.pretrained)
         apply_masks(self.model, new)
         pct = sparsity(new)
-        record_s, lasso_s = self._timing
         info = {"iteration": it, "percent_pruned": pct, "record_seconds": record_s, "lasso_seconds": lasso_s,
-                "record_bytes": rec_bytes}
+                "record_bytes": self.method.record_bytes}
         self.state.log("prune", it, 0, 0, "percent_pruned", pct)
         self.log(f"iteration {it}/{cfg.n_iter}: {pct:.2f}% pruned"
-                 + (f" (record {record_s:.1f}s, lasso {lasso_s:.1f}s)" if cfg.method == "causal" else ""))
+                 + (f" (record {record_s:.1f}s, lasso {lasso_s:.1f}s)" if self.method.records else ""))
         if ddp.is_main():
             save_masks(self.paths.masks(it), new)
-            if gammas:
-                save_tensors(self.paths.gammas(it), gammas)
-            self.tb.iteration(it, new, gammas)
+            if decision.gammas:
+                save_tensors(self.paths.gammas(it), decision.gammas)
+            self.tb.iteration(it, new, decision.gammas)
         self._save(self.paths.pruned(it))
         self._commit(iterations_done=it, iterations=self.state["iterations"] + [info])
 
-    def _decide(self, it: int, old: Masks) -> tuple[Masks, dict, int]:
-        """Train the N_prune SGD epochs (recording for causal) and return keep-decisions."""
-        cfg = self.cfg
-        if cfg.method == "none":
-            # Nothing is pruned and the rewind would discard these epochs: skip them.
-            self._timing = (0.0, 0.0)
-            return old, {}, 0
-        rec = None
+    def _decide(self, it: int, old: Masks) -> tuple[Decision, tuple[float, float]]:
+        """The method's N_prune SGD epochs and its decision; (record, Lasso) seconds for a method
+        that fits on what the epochs recorded."""
+        cfg, method = self.cfg, self.method
+        ctx = PruneContext(cfg, it, self.model, old, self.device, lasso_seed=epoch_seed(cfg.seed, _LASSO, it),
+                           decision_seed=epoch_seed(cfg.seed, _DECIDE, it), steps_per_epoch=self._steps_per_epoch(), spill_path=self.paths.spill(it, ddp.rank()),
+                           log=self.log)
+        if not method.trains:
+            return method.decide(ctx), (0.0, 0.0)
         t0 = time.time()
-        if cfg.method == "causal" and cfg.solver == "online":  # streams eq. (9): stores nothing per step
-            rec = OnlineCausal(self.model, old, cfg, device=self.device)
-            self.log(f"iteration {it}: online Lasso over {rec.width:,} live weights "
-                     f"= {format_bytes(rec.held_bytes())}")
-        elif cfg.method == "causal":
-            steps = cfg.n_prune * self._steps_per_epoch()
-            budget = parse_bytes(cfg.record_budget) if cfg.record_budget else None
-            rec = Recorder(self.model, old, lr=cfg.lr_prune, max_steps=steps, dtype=cfg.record_dtype,
-                           device=self.device, budget_bytes=budget, layers=ddp.recorded_layers(old, cfg),
-                           spill_path=self.paths.spill(it, ddp.rank()))
-            self.log(f"iteration {it}: {rec.describe()}")
         opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr_prune, momentum=cfg.momentum)
+        callbacks = method.begin(ctx)
+        loss_fn = first_samples_loss(cfg.loss_samples) if cfg.loss_samples else global_batch_loss
         for ep in range(1, cfg.n_prune + 1):
-            res = train_epoch(self.net, self.data.train, ddp.wrap_optimizer(opt, self.model),
-                              seed=epoch_seed(cfg.seed, _PRUNE, it, ep),
-                              callbacks=([rec] if rec else []) + pause_callbacks("record", f"{it}.{ep}"),
-                              max_steps=self._max_steps(), desc=f"iter {it} sgd {ep}/{cfg.n_prune}",
-                              loss_samples=cfg.loss_samples)
+            res = self._epoch(opt, "record", f"{it}.{ep}", epoch_seed(cfg.seed, _PRUNE, it, ep),
+                              f"iter {it} sgd {ep}/{cfg.n_prune}", callbacks, loss_fn)
             self.state.log("prune", it, ep, res.steps, "train_loss", res.loss)
         t1 = time.time()
-        gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, _LASSO, it))
-        if cfg.method == "causal":
-            pause_point("lasso", it)
-            keep, gammas = rec.decision() if cfg.solver == "online" else ddp.causal_decision(rec, cfg, gen)
-            self._timing = (t1 - t0, time.time() - t1)
-            rec_bytes = rec.held_bytes()
-            rec.free()
-            return keep, gammas, rec_bytes
-        self._timing = (0.0, 0.0)
-        weights = {f"{n}.weight": weight_of(m).detach().cpu() for n, m in prunable_modules(self.model).items()}
-        cpu_old = {k: v.cpu() for k, v in old.items()}
-        targets = self._layer_targets(it)
-        fn = magnitude_decision if cfg.method == "magnitude" else random_decision
-        gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, _DECIDE, it))
-        return fn(weights, cpu_old, cfg, it, gen, targets), {}, 0
-
-    def _layer_targets(self, it: int) -> dict[str, int] | None:
-        """--match-layers: the other run's kept count per layer at this iteration (or its final
-        masks, reached geometrically, when its number of iterations differs)."""
-        if not self.cfg.match_layers:
-            return None
-        ref = RunPaths(self.cfg.match_layers)
-        per_iter = ref.masks(it)
-        if per_iter.exists() and ref.config.exists() and read_json(ref.config).get("n_iter") == self.cfg.n_iter:
-            return layer_target_counts(check_fit(self.model, read_masks(per_iter), complete=True))
-        final = check_fit(self.model, read_masks(ref.final_masks), complete=True)
-        frac = it / max(self.cfg.n_iter, 1)
-        return {k: int(round(m.numel() * (float(m.float().mean()) ** frac))) for k, m in final.items()}
+        for hook in self.callbacks:
+            hook.before_decide(it)
+        decision = method.decide(ctx)
+        return decision, ((t1 - t0, time.time() - t1) if method.records else (0.0, 0.0))
 
     def post_train(self) -> None:
         cfg = self.cfg
@@ -281,9 +271,7 @@ class Experiment:
             self._save(self.paths.best, val_accuracy=best_val, epoch=0)
         stop = False
         for ep in range(done + 1, cfg.n_post + 1):
-            res = train_epoch(self.net, self.data.train, ddp.wrap_optimizer(opt, self.model),
-                              seed=epoch_seed(cfg.seed, _POST, ep), max_steps=self._max_steps(),
-                              desc=f"post-train {ep}/{cfg.n_post}", callbacks=pause_callbacks("post", ep))
+            res = self._epoch(opt, "post", str(ep), epoch_seed(cfg.seed, _POST, ep), f"post-train {ep}/{cfg.n_post}")
             val_loss, val_acc = evaluate(self.model, self.data.val)
             for name, v in (("train_loss", res.loss), ("val_loss", val_loss), ("val_accuracy", val_acc)):
                 self.state.log("post", 0, ep, res.steps, name, v)
@@ -307,7 +295,6 @@ class Experiment:
         ck = self._load(self.paths.best)
         test_loss, test_acc = evaluate(self.model, self.data.test)  # the only look at the test set
         masks = current_masks(self.model)
-        ddp.debug_dump_masks("final", masks)
         self.state.log("final", 0, 0, 0, "test_accuracy", test_acc)
         self.state.log("final", 0, 0, 0, "test_loss", test_loss)
         summary = build_summary(self.cfg, self.model, masks, self.data.spec, test_acc,
@@ -325,4 +312,3 @@ class Experiment:
         self.log(f"test accuracy {test_acc:.2f}% at {summary['percent_pruned']:.2f}% pruned; "
                  f"results in {self.paths.root}")
         return summary
-

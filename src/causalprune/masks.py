@@ -15,12 +15,11 @@ from torch import nn
 from torch.nn.utils import prune
 
 from .errors import EmptyLayerError, MaskError
+from .models import prunable_layers
 from .storage import load_tensors, save_tensors
 
 __all__ = [
     "Masks",
-    "PRUNABLE_TYPES",
-    "prunable_modules",
     "weight_of",
     "ones_masks",
     "current_masks",
@@ -38,12 +37,6 @@ __all__ = [
 ]
 
 Masks = dict[str, torch.Tensor]
-PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-def prunable_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Linear and Conv layers by module FQN (method-facts §1: only their weights are candidates)."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)}
 
 
 def weight_of(module: nn.Module) -> nn.Parameter:
@@ -53,13 +46,13 @@ def weight_of(module: nn.Module) -> nn.Parameter:
 
 def ones_masks(model: nn.Module) -> Masks:
     return {f"{n}.weight": torch.ones_like(weight_of(m), dtype=torch.uint8)
-            for n, m in prunable_modules(model).items()}
+            for n, m in prunable_layers(model).items()}
 
 
 def current_masks(model: nn.Module) -> Masks:
     """The masks a model carries now (all ones for layers not pruned yet)."""
     out = {}
-    for n, m in prunable_modules(model).items():
+    for n, m in prunable_layers(model).items():
         mask = getattr(m, "weight_mask", None)
         out[f"{n}.weight"] = (mask != 0).to(torch.uint8) if mask is not None else \
             torch.ones_like(m.weight, dtype=torch.uint8)
@@ -67,7 +60,7 @@ def current_masks(model: nn.Module) -> Masks:
 
 
 def _check_fit(model: nn.Module, masks: Masks) -> dict[str, nn.Module]:
-    mods = prunable_modules(model)
+    mods = prunable_layers(model)
     expected = {f"{n}.weight": m for n, m in mods.items()}
     unknown = sorted(set(masks) - set(expected))
     if unknown:
@@ -111,7 +104,7 @@ def apply_masks(model: nn.Module, masks: Masks) -> None:
 
 def make_permanent(model: nn.Module) -> None:
     """``prune.remove`` on every pruned layer: weight becomes a plain parameter with zeros."""
-    for m in prunable_modules(model).values():
+    for m in prunable_layers(model).values():
         if prune.is_pruned(m) and hasattr(m, "weight_mask"):
             prune.remove(m, "weight")
 

@@ -1,10 +1,11 @@
-"""Every file name inside a run folder, in one place."""
+"""Every file name the package writes, in one place: a run folder, and the folders of the
+multi-run commands (sweep, compare, table2, masks)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["RunPaths"]
+__all__ = ["RunPaths", "SweepPaths", "ComparePaths", "Table2Paths", "OverlapPaths"]
 
 
 class RunPaths:
@@ -82,3 +83,64 @@ class RunPaths:
 
     # figures and tables of multi-run commands
     def file(self, name: str) -> Path: return self.root / name
+
+
+class _Folder:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+
+class SweepPaths(_Folder):
+    """``causal-prune sweep``: one row per run, the phase-transition figure and its widths."""
+
+    @property
+    def csv(self) -> Path: return self.root / "sweep.csv"
+    @property
+    def json(self) -> Path: return self.root / "sweep.json"
+    @property
+    def failures(self) -> Path: return self.root / "failures.json"
+    @property
+    def phase_png(self) -> Path: return self.root / "phase.png"
+    @property
+    def phase_width(self) -> Path: return self.root / "phase_width.json"
+    @property
+    def hparams_png(self) -> Path: return self.root / "hparams.png"
+
+
+class ComparePaths(_Folder):
+    """``causal-prune compare``: none, magnitude and causal side by side."""
+
+    @staticmethod
+    def folder(out: str | Path, model: str, dataset: str, seed: int, digest: str) -> Path:
+        return Path(out) / f"compare-{model}-{dataset}-s{seed}-{digest}"
+
+    @property
+    def csv(self) -> Path: return self.root / "comparison.csv"
+    @property
+    def md(self) -> Path: return self.root / "comparison.md"
+    @property
+    def png(self) -> Path: return self.root / "comparison.png"
+
+
+class Table2Paths(_Folder):
+    """``causal-prune table2``: the paper's Table 2 for one data set."""
+
+    @staticmethod
+    def folder(out: str | Path, dataset: str) -> Path:
+        return Path(out) / f"table2-{dataset}"
+
+    @property
+    def md(self) -> Path: return self.root / "table2.md"
+    @property
+    def csv(self) -> Path: return self.root / "table2.csv"
+
+
+class OverlapPaths(_Folder):
+    """``causal-prune masks``: pairwise overlaps of the runs' pruned weights."""
+
+    @property
+    def csv(self) -> Path: return self.root / "overlaps.csv"
+    @property
+    def per_layer_csv(self) -> Path: return self.root / "overlaps_per_layer.csv"
+    @property
+    def png(self) -> Path: return self.root / "overlaps.png"

@@ -101,7 +101,7 @@ def causal_gammas(pruner) -> dict[str, torch.Tensor]:
     per layer, shaped like the weight (0 for already-pruned weights; with a structured
     granularity every weight carries its group's gamma). ``gammas[k] != 0`` equals the masks
     ``pruner.compute_masks()`` returns."""
-    from .features import group_ids
+    from .record.features import group_ids
 
     pruner.compute_masks()  # sets pruner.gammas: |gamma| per live weight (or per group)
     granularity = pruner.cfg.granularity

@@ -16,7 +16,9 @@ from torch import nn
 
 from .config import Config
 from .masks import Masks, apply_masks, check_not_empty, combine, current_masks
-from .record import Recorder
+from .dist import MeanLossOverRanks
+from .methods.causal import causal_decision
+from .record.recorder import Recorder
 
 __all__ = ["CausalPruner"]
 
@@ -40,12 +42,17 @@ class CausalPruner:
                           seed=seed, method="causal").replace(**settings)
         self.model = model
         self.masks = current_masks(model)
-        self.recorder = Recorder(model, self.masks, lr=self.cfg.lr_prune, max_steps=expected_steps,
+        self._record(expected_steps)
+
+    def _record(self, steps: int) -> None:
+        self.recorder = Recorder(self.model, self.masks, lr=self.cfg.lr_prune, max_steps=steps,
                                  dtype=self.cfg.record_dtype)
+        # Under DDP (e.g. Lightning's strategy) eq. (8) pairs dtheta with the global batch's loss.
+        self._step = MeanLossOverRanks(self.recorder)
 
     def step(self, loss: torch.Tensor) -> None:
         """Call after ``optimizer.step()`` with the loss of that step's forward pass."""
-        self.recorder.after_step(loss)
+        self._step.after_step(loss)
 
     @property
     def steps(self) -> int:
@@ -53,8 +60,6 @@ class CausalPruner:
 
     def compute_masks(self) -> Masks:
         """Fit the Lasso on everything recorded so far; return the new (shrunk) masks."""
-        from .methods import causal_decision
-
         if self.recorder.steps < 3:
             raise ValueError("record at least 3 steps before computing masks")
         gen = torch.Generator().manual_seed(self.cfg.seed)
@@ -67,5 +72,4 @@ class CausalPruner:
         """Apply masks with torch.nn.utils.prune and restart recording for the next phase."""
         apply_masks(self.model, masks)
         self.masks = current_masks(self.model)
-        self.recorder = Recorder(self.model, self.masks, lr=self.cfg.lr_prune,
-                                 max_steps=max(self.recorder.steps, 16), dtype=self.cfg.record_dtype)
+        self._record(max(self.recorder.steps, 16))

@@ -15,7 +15,6 @@ from typing import Any
 from .paths import RunPaths
 from .errors import CheckpointError
 from .storage import read_json, write_json, write_text
-from .testhooks import pause_before_commit
 
 __all__ = ["RunState", "METRIC_COLUMNS"]
 
@@ -70,7 +69,6 @@ class RunState:
 
     def commit(self, **updates: Any) -> None:
         """Write the metrics, then mark ``updates`` as done: both atomically, in that order."""
-        pause_before_commit(updates)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(METRIC_COLUMNS)

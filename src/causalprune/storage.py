@@ -21,7 +21,6 @@ from typing import Any, Iterator
 import torch
 
 from .errors import CausalPruneError, CheckpointError
-from .testhooks import pause_point
 
 __all__ = [
     "atomic_path",
@@ -67,9 +66,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        pause_point("write", path.name)  # test hook: a kill between writing and renaming
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
+        _flush(tmp_path)  # the new content is on disk before it replaces ``path``
         # mkstemp creates 0600 files; results should be as readable as any file the user makes.
         os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
@@ -88,6 +85,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _flush(file: Path) -> None:
+    with open(file, "rb+") as fh:
+        os.fsync(fh.fileno())
 
 
 def _disk_full(exc: BaseException, folder: Path) -> bool:

@@ -25,7 +25,7 @@ import numpy as np
 from .config import Config
 from .errors import ConfigError, EmptyLayerError, TrainingError
 from .paths import RunPaths
-from .runs import read_run
+from .results.runs import read_run
 from .storage import read_json, write_json
 
 __all__ = ["SweepSpec", "BASELINES", "parse_grid", "parse_ints", "sweep_dir", "causal_configs",
@@ -166,10 +166,11 @@ def run_sweep(base: Config, spec: SweepSpec, *, overwrite: bool = False, retry_f
     """Run (or reuse) every run of the sweep, then write its files; returns (rows, sweep folder)."""
     from tqdm.auto import tqdm
 
-    from .sweep_outputs import write_sweep_outputs
+    from .experiment import check_config
+    from .results.sweep_files import write_sweep_outputs
 
     spec = spec.validate()
-    base = base.replace(name="").validate()  # a fixed --name would put every run in one folder
+    base = check_config(base.replace(name=""))  # a fixed --name would put every run in one folder
     out = sweep_dir(base, spec)
     fail_path = RunPaths(out).file("failures.json")
     failures: dict[str, str] = read_json(fail_path) if fail_path.is_file() else {}

@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from . import distributed as ddp
+from . import dist as ddp
 from .errors import ConfigError
 from .masks import Masks, layer_sparsity, sparsity
 

@@ -13,7 +13,7 @@ smoothly. It shows this by eye; :func:`transition_width` turns it into a number:
   percentage points of pruning. Smaller is sharper: a step gives at most one grid spacing
   (``(hi - lo)`` times it), a straight ramp gives ``(hi - lo)`` times its extent.
 
-The figure itself is :func:`causalprune.analysis.plots.plot_phase` (also importable from here).
+The figure itself is :func:`causalprune.analysis.plots.plot_phase`.
 """
 
 from __future__ import annotations
@@ -97,12 +97,3 @@ def median_curve(points: Iterable[tuple[float, float, int]]) -> dict[str, np.nda
         return {"x": grid, "median": grid.copy(), "min": grid.copy(), "max": grid.copy(), "n": n}
     return {"x": grid, "median": np.nanmedian(stack, axis=0), "min": np.nanmin(stack, axis=0),
             "max": np.nanmax(stack, axis=0), "n": n}
-
-
-def __getattr__(name: str):
-    # plot_phase lives with the other figures; re-exported lazily to avoid a circular import.
-    if name == "plot_phase":
-        from .plots import plot_phase
-
-        return plot_phase
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

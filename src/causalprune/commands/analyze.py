@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from ..analyze import AnalysisSettings, hessian_of_run, landscape_of_run, load_final_model
-    from ..runs import read_runs
+    from ..results.flatness import AnalysisSettings, hessian_of_run, landscape_of_run, load_final_model
+    from ..results.runs import read_runs
 
     st = AnalysisSettings(k=args.k, iters=args.iters, tol=args.tol, grid=args.grid, span=args.span,
                           batches=args.batches, seed=args.seed).validate()

@@ -88,20 +88,20 @@ def _plot(rows: list[dict], png: Path, title: str) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..data import load_data
+    from ..data import load_data_for
+    from ..experiment import check_config
     from ..errors import DataError
 
     base = resolve_config(args, method="causal")
     if args.fallback_dataset:
         try:
-            load_data(base.dataset, model=base.model, batch_size=base.batch_size, seed=base.seed,
-                      data_dir=base.data_dir or None)
+            load_data_for(base)
         except DataError as exc:
             fallback = args.fallback_dataset
             model = "mlp" if fallback == "digits" else base.model
             print(f"{base.dataset} is not available ({str(exc).split(';')[0]}); "
                   f"running the same comparison on {fallback} with {model}", flush=True)
-            base = base.replace(dataset=fallback, model=model).validate()
+            base = check_config(base.replace(dataset=fallback, model=model))
     rows, out = compare(base, match_sparsity=args.match_sparsity, overwrite=args.overwrite)
     print()
     print((out / "comparison.md").read_text())

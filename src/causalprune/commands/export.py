@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..export import efficiency_lines, export_run
+    from ..results.export import efficiency_lines, export_run
 
     dest = export_run(args.run, fmt=args.fmt, what=args.what, out=args.out, iteration=args.iteration)
     print(f"wrote {dest}")

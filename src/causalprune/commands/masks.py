@@ -64,7 +64,7 @@ def write_overlaps(rows: list[dict], out: Path, vs: list[dict] | None = None) ->
     """overlaps.csv, overlaps_per_layer.csv and overlaps.png of ``rows`` (+ ``vs``) into ``out``."""
     from ..analysis import plot_overlaps
     from ..paths import RunPaths
-    from ..runs import run_masks
+    from ..results.runs import run_masks
     from ..storage import write_text
 
     everything = rows + [r for r in (vs or []) if r["run_dir"] not in {x["run_dir"] for x in rows}]
@@ -86,7 +86,7 @@ def write_overlaps(rows: list[dict], out: Path, vs: list[dict] | None = None) ->
 
 def handle(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..runs import expand_run_dirs, read_runs
+    from ..results.runs import expand_run_dirs, read_runs
 
     everything = read_runs(list(args.runs) + list(args.vs or []))  # one call: labels unique across both
     if len(everything) < 2:

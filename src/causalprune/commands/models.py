@@ -35,7 +35,7 @@ def model_table(dataset: str) -> list[dict]:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..models import MODELS  # noqa: F401  (fail early on import problems)
+    from ..models import MODELS
 
     rows = model_table(args.dataset)
     print(f"{'model':<15} {'input':<16} {'parameters':>14} {'prunable weights':>17}")

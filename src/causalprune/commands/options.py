@@ -53,4 +53,6 @@ def resolve_config(args: argparse.Namespace, **forced: Any) -> Config:
     cfg = config_from_dict(from_file, cfg)
     cfg = config_from_dict(flags, cfg)
     cfg = config_from_dict(forced, cfg) if forced else cfg
-    return cfg.validate()
+    from ..experiment import check_config
+
+    return check_config(cfg)

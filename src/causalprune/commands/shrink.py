@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..shrink import shrink_run
+    from ..structured.shrink import shrink_run
 
     if args.samples < 1 or not args.tol > 0:
         raise ConfigError("--samples must be >= 1 and --tol > 0")

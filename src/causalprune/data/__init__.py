@@ -13,9 +13,10 @@ from typing import Callable, Iterator, Protocol, runtime_checkable
 
 import torch
 
+from ..dist.env import resolve_device
 from ..errors import ConfigError
-from ..models import default_size
-from ..specs import InputSpec
+from .sizes import default_size
+from .spec import InputSpec
 from .batches import DeviceBatches, Finisher, LoaderBatches
 from .cifar10 import load_cifar10
 from .digits import load_digits
@@ -27,7 +28,7 @@ from .split import split_indices
 from .synthetic import DEFAULT_SHAPE, check_shape, load_synthetic
 from .tinyimagenet import load_tinyimagenet
 
-__all__ = ["Batches", "DataBundle", "DatasetInfo", "DATASETS", "PIPELINES", "load_data", "dataset_spec",
+__all__ = ["Batches", "DataBundle", "DatasetInfo", "DATASETS", "PIPELINES", "load_data", "load_data_for", "dataset_spec",
            "DEVICE_PIPELINE_LIMIT"]
 
 PIPELINES = ("auto", "device", "workers")
@@ -104,12 +105,6 @@ def dataset_spec(name: str, model: str, *, synthetic_shape: tuple[int, int, int]
     return InputSpec(channels, default_size(model, name, size), classes)
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _choose_pipeline(pipeline: str, name: str, info: DatasetInfo, src: Source | None) -> str:
     if pipeline not in PIPELINES:
         raise ConfigError(f"unknown pipeline {pipeline!r}; valid: {', '.join(PIPELINES)}")
@@ -151,10 +146,16 @@ def load_data(name: str, *, model: str, batch_size: int, seed: int, val_frac: fl
     spec = InputSpec(src.channels, default_size(model, name, src.size), src.num_classes)
     train_idx, val_idx = split_indices(len(src.train), val_frac, seed)
     kind = _choose_pipeline(pipeline, name, info, src)
-    finish = Finisher(src.mean, src.std, src.scale, src.size, spec.size, _resolve_device(device))
+    finish = Finisher(src.mean, src.std, src.scale, src.size, spec.size, resolve_device(str(device)))
     sizes = int(batch_size), int(eval_batch_size or batch_size)
     parts = _make_batches(kind, src, finish, (train_idx, val_idx), sizes, workers)
     return DataBundle(*parts, spec=spec, name=name, source=src.origin, pipeline=kind)
+
+
+def load_data_for(cfg, device: str | torch.device = "cpu") -> DataBundle:
+    """:func:`load_data` with the data settings of a run's configuration (``config.Config``)."""
+    return load_data(cfg.dataset, model=cfg.model, batch_size=cfg.batch_size, seed=cfg.seed, val_frac=cfg.val_frac,
+                     data_dir=cfg.data_dir or None, device=device, pipeline=cfg.pipeline, workers=cfg.workers)
 
 
 def _make_batches(kind: str, src: Source, finish: Finisher, split, sizes, workers: int):

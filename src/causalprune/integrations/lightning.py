@@ -35,10 +35,11 @@ except ImportError:  # the older package name
         raise ImportError("causalprune.integrations.lightning needs Lightning: "
                           "pip install 'causalprune[lightning]'") from None
 
-from .. import distributed as ddp
+from ..dist.agree import agree_on_masks
 from ..config import Config
 from ..errors import ConfigError
-from ..masks import apply_masks, check_not_empty, combine, ones_masks, prunable_modules, sparsity
+from ..masks import apply_masks, ones_masks, sparsity
+from ..models import prunable_layers
 from ..pruner import CausalPruner
 
 __all__ = ["CausalPruning"]
@@ -78,7 +79,7 @@ class CausalPruning(Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit":  # masks (all ones) before DDP wrapping and before the optimizer exists
             todo = {k: m for k, m in ones_masks(pl_module).items()
-                    if not hasattr(prunable_modules(pl_module)[k[: -len(".weight")]], "weight_mask")}
+                    if not hasattr(prunable_layers(pl_module)[k[: -len(".weight")]], "weight_mask")}
             apply_masks(pl_module, todo)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
@@ -118,11 +119,9 @@ class CausalPruning(Callback):
         if pruner.steps < 3:
             raise ConfigError(f"CausalPruning recorded only {pruner.steps} optimizer steps before epoch {epoch} "
                               "ended; record more epochs (record_epochs) or use smaller batches")
-        gen = torch.Generator().manual_seed(pruner.cfg.seed)
-        keep, self.last_gammas = ddp.causal_decision(pruner.recorder, pruner.cfg, gen)
-        new = combine(pruner.masks, keep)
-        check_not_empty(new, pruner.cfg.allow_empty_layers, "use a smaller l1_coeff")
-        new = ddp.agree_on_masks(new)
+        new = pruner.compute_masks()  # the one causal decision; under DDP each layer is fitted by one rank
+        self.last_gammas = pruner.gammas
+        new = agree_on_masks(new)
         pruner.recorder.free()
         apply_masks(pl_module, new)
         if self.rewind:

@@ -12,7 +12,7 @@ from typing import Callable
 from torch import nn
 
 from ..errors import ConfigError
-from ..specs import InputSpec
+from ..data.spec import InputSpec
 from .alexnet import build_alexnet, build_alexnet32
 from .lenet import build_lenet
 from .mlp import build_mlp
@@ -23,7 +23,6 @@ __all__ = [
     "PRUNABLE_TYPES",
     "build_model",
     "count_parameters",
-    "default_size",
     "prunable_layers",
 ]
 
@@ -39,20 +38,6 @@ MODELS: dict[str, Callable[[InputSpec], nn.Module]] = {
 
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
-# Input side each model is built for; None keeps the data set's native size. These reproduce
-# method-facts §6: Fashion-MNIST and TinyImageNet go to 32 px for ResNet-18 / AlexNet-32 and to
-# 224 for AlexNet; LeNet sees 28 (FMNIST), 32 (CIFAR-10) and 64 (TinyImageNet, with k=7).
-_FIXED_SIZE: dict[str, int | None] = {
-    "mlp": None,
-    "lenet": None,
-    "alexnet": 224,
-    "alexnet32": 32,
-    "resnet18": 32,
-    "resnet18-nobn": 32,
-    "resnet50": 224,
-}
-
-
 def _check_name(name: str) -> None:
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
@@ -66,17 +51,6 @@ def build_model(name: str, spec: InputSpec) -> nn.Module:
     """
     _check_name(name)
     return MODELS[name](spec)
-
-
-def default_size(model_name: str, dataset_name: str, native_size: int) -> int:
-    """Square input side that ``model_name`` is trained at on ``dataset_name`` (native ``native_size``).
-
-    The rule depends on the model only (see ``_FIXED_SIZE``); ``dataset_name`` is accepted so
-    that a data-set-specific exception can be added without changing callers.
-    """
-    _check_name(model_name)
-    fixed = _FIXED_SIZE[model_name]
-    return native_size if fixed is None else fixed
 
 
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:

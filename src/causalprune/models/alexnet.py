@@ -14,7 +14,7 @@ import torchvision
 from torch import nn
 
 from ..errors import ConfigError
-from ..specs import InputSpec
+from ..data.spec import InputSpec
 
 __all__ = ["AlexNet32", "build_alexnet", "build_alexnet32"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import ConfigError
-from ..specs import InputSpec
+from ..data.spec import InputSpec
 
 __all__ = ["LeNet", "build_lenet", "lenet_kernel", "lenet_min_size"]
 

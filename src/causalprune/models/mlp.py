@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..specs import InputSpec
+from ..data.spec import InputSpec
 
 __all__ = ["MLP", "build_mlp"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torchvision
 from torch import nn
 
-from ..specs import InputSpec
+from ..data.spec import InputSpec
 
 __all__ = ["BasicBlock", "CifarResNet", "build_resnet18", "build_resnet18_nobn", "build_resnet50"]
 

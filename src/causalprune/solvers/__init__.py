@@ -6,7 +6,8 @@
 * :func:`solve_exact`: scikit-learn's Lasso objective solved to a duality gap (working-set coordinate descent).
 
 ``SOLVERS`` maps a solver name to a callable with one shared signature,
-``fn(blocks, y, l1_coeff, **options) -> list[Tensor]`` (one float32 γ per block):
+``fn(blocks, y, l1_coeff, *, schedule, generator, **options) -> list[Tensor]`` (one float32 γ per
+block); a solver that has no use for the schedule or the generator ignores it:
 
 * ``"reference"``: :func:`solve_reference` (options: schedule, shuffle, generator, progress, backend).
 * ``"exact"``: :func:`solve_exact_blocks`, the exact minimiser with ``alpha = l1_coeff``
@@ -22,7 +23,8 @@ from typing import Callable
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RecordMemoryError
+from ..units import format_bytes, free_memory_bytes
 from .blocks import KINDS, FeatureBlock, LassoSchedule, block_features, validate_problem
 from .exact import solve_exact
 from .online import OnlineLasso, solve_online
@@ -45,9 +47,22 @@ __all__ = [
 
 
 def solve_exact_blocks(blocks: list[FeatureBlock], y: torch.Tensor, l1_coeff: float, *,
-                       tol: float = 1e-6, max_iter: int = 10000) -> list[torch.Tensor]:
-    """:func:`solve_exact` on the concatenated features of ``blocks`` (alpha = l1_coeff), split per block."""
+                       tol: float = 1e-6, max_iter: int = 10000, schedule: LassoSchedule | None = None,
+                       generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """:func:`solve_exact` on the concatenated features of ``blocks`` (alpha = l1_coeff), split per block.
+
+    The exact minimiser has no step schedule and no visiting order: ``schedule`` and ``generator``
+    are accepted (the shared signature of ``SOLVERS``) and not used. The T x d fp32 matrix and its
+    rescaled copy must fit in memory: refuse with a RecordMemoryError before allocating.
+    """
     n = validate_problem(blocks, y, l1_coeff)
+    d = sum(b.dim for b in blocks)
+    need, avail = 2 * 4 * n * d, free_memory_bytes(blocks[0].data.device)
+    if need > 0.9 * avail:
+        raise RecordMemoryError(
+            f"--solver exact needs {format_bytes(need)} for {n} x {d:,} fp32 features (and a rescaled copy) "
+            f"but {format_bytes(avail)} is free on {blocks[0].data.device}; use --scope layer, "
+            "--solver reference or online, or fewer steps (--max-steps-per-epoch, --n-prune)")
     dtype = torch.float64 if all(b.data.dtype == torch.float64 for b in blocks) else torch.float32
     X = torch.cat([block_features(b, slice(0, n), dtype) for b in blocks], dim=1)
     gamma = solve_exact(X, y, l1_coeff, tol=tol, max_iter=max_iter).float()

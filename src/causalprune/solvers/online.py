@@ -118,8 +118,10 @@ class OnlineLasso:
 
 
 def solve_online(blocks: list[FeatureBlock], y: torch.Tensor, l1_coeff: float, *,
-                 schedule: LassoSchedule = LassoSchedule(), progress: bool = False) -> list[torch.Tensor]:
-    """Feed samples 0..n-1 of ``blocks`` once, in order, to an :class:`OnlineLasso`."""
+                 schedule: LassoSchedule = LassoSchedule(), generator: torch.Generator | None = None,
+                 progress: bool = False) -> list[torch.Tensor]:
+    """Feed samples 0..n-1 of ``blocks`` once, in order, to an :class:`OnlineLasso` (arrival order:
+    ``generator`` is accepted for the shared ``SOLVERS`` signature and not used)."""
     from tqdm.auto import tqdm
 
     from .blocks import block_features, validate_problem

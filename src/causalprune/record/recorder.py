@@ -24,57 +24,18 @@ import os
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from .errors import RecordMemoryError
-from .masks import Masks, prunable_modules, weight_of
+from ..errors import RecordMemoryError
+from ..masks import Masks, weight_of
+from ..models import prunable_layers
+from ..units import format_bytes, free_memory_bytes
+from .slots import LayerSlot
 from .spill import open_spill
 
-__all__ = ["LayerSlot", "Recorder", "free_memory_bytes", "format_bytes", "parse_bytes"]
+__all__ = ["LayerSlot", "Recorder"]
 
 _DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-
-
-@dataclass
-class LayerSlot:
-    key: str                      # "<module fqn>.weight"
-    param: nn.Parameter           # weight_orig (or weight)
-    idx: torch.Tensor | None      # flat indices of live weights; None = all live
-    start: int                    # first column in the buffer
-    stop: int
-
-
-def free_memory_bytes(device: torch.device) -> int:
-    """Memory that the recording may use on ``device`` (free GPU memory, or MemAvailable)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
-def parse_bytes(text: str) -> int:
-    """'8GB' / '512MB' / '1.5 GiB' / '123' -> bytes."""
-    t = text.strip().upper().replace("IB", "B").replace(" ", "")
-    for suffix, mult in (("TB", 1024**4), ("GB", 1024**3), ("MB", 1024**2), ("KB", 1024), ("B", 1)):
-        if t.endswith(suffix):
-            return int(float(t[: -len(suffix)]) * mult)
-    return int(float(t))
 
 
 class Recorder:
@@ -83,7 +44,7 @@ class Recorder:
     def __init__(self, model: nn.Module, masks: Masks, *, lr: float, max_steps: int,
                  dtype: str = "bf16", device: torch.device | None = None, budget_bytes: int | None = None,
                  layers: "set[str] | None" = None, spill_path: "str | os.PathLike | None" = None):
-        mods = prunable_modules(model)
+        mods = prunable_layers(model)
         self.lr = float(lr)
         self.slots: list[LayerSlot] = []
         # Every prunable weight in model order; ``layers`` (DDP: the ones this rank fits) limits
@@ -155,14 +116,8 @@ class Recorder:
             prev.copy_(cur)
         if self.spill is not None:
             self.spill.commit_row()
-        loss = loss.detach().to(torch.float64)
-        if dist.is_available() and dist.is_initialized():
-            # DDP: dtheta comes from the all-reduced gradient of the whole global batch, so the
-            # loss that pairs with it must be the global one too (method-facts §7 defect).
-            loss = loss.clone()
-            dist.all_reduce(loss, op=dist.ReduceOp.SUM)
-            loss /= dist.get_world_size()
-        self.losses[self.steps] = loss
+        # Under DDP the caller hands in the global loss (dist.MeanLossOverRanks): this stores what it gets.
+        self.losses[self.steps] = loss.detach().to(torch.float64)
         self.steps += 1
 
     def _grow(self) -> None:
@@ -182,6 +137,13 @@ class Recorder:
         """y_s = L_{s+lag} - L_{s+lag-1} as float32 (eq. 8 for lag 1; eq. 17 for the momentum model)."""
         L = self.losses[: self.steps]
         return (L[lag:] - L[lag - 1: -1]).to(torch.float32)
+
+    def features(self, *, momentum: bool, granularity: str, slots=None) -> list:
+        """The Lasso's features of this recording (features.layer_features), for ``slots`` or all."""
+        from .features import layer_features
+
+        return layer_features(self.deltas(), self.slots if slots is None else slots, self.lr, momentum=momentum,
+                              granularity=granularity)
 
     def deltas(self) -> torch.Tensor:
         """The recorded (T, D_live) matrix of dtheta / lr (memory-mapped from disk when spilled;

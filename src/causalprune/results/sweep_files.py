@@ -13,10 +13,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .config import Config
-from .paths import RunPaths
+from ..config import Config
+from ..paths import RunPaths
 from .runs import CURVES
-from .storage import write_json, write_text
+from ..storage import write_json, write_text
 
 __all__ = ["CSV_COLUMNS", "WIDTH_DEFINITION", "phase_curves", "phase_widths", "varied_params",
            "write_sweep_outputs", "read_sweep_rows"]
@@ -47,7 +47,7 @@ def _nan_to_none(x: float) -> float | None:
 def phase_widths(curves: dict[str, list[tuple[float, float, int]]]) -> dict[str, Any]:
     """Transition width of every curve, the same way for all (see WIDTH_DEFINITION), on the
     median-over-seeds curve and for each seed alone (its spread shows how firm the median is)."""
-    from .analysis import median_curve, transition_width
+    from ..analysis import median_curve, transition_width
 
     out: dict[str, Any] = {"definition": WIDTH_DEFINITION, "curves": {}}
     for name, pts in curves.items():
@@ -76,7 +76,7 @@ def varied_params(rows: list[dict]) -> tuple[str, ...]:
 
 def write_sweep_outputs(rows: list[dict], out: Path, base: Config, spec) -> None:
     """Write every file of the sweep folder ``out`` from ``rows``."""
-    from .analysis import plot_phase, strip_plots
+    from ..analysis import plot_phase, strip_plots
 
     paths = RunPaths(out)
     buf = io.StringIO()
@@ -100,7 +100,7 @@ def write_sweep_outputs(rows: list[dict], out: Path, base: Config, spec) -> None
 
 def read_sweep_rows(folder: str | Path) -> list[dict]:
     """sweep.csv back into typed rows (numbers as numbers, blanks as None)."""
-    from .errors import CheckpointError
+    from ..errors import CheckpointError
 
     path = RunPaths(folder).file("sweep.csv")
     if not path.is_file():

@@ -18,17 +18,16 @@ is a :class:`~causalprune.record.Recorder` and the features come from
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import torch
 from torch import nn
 
-from .config import Config
-from .features import LayerFeatures, expand_keep, layer_features
-from .masks import Masks
-from .record import Recorder
-from .solvers import LassoSchedule, OnlineLasso
-from .solvers.blocks import block_features
+from ..config import Config
+from ..errors import TrainingError
+from .features import LayerFeatures, layer_features
+from ..masks import Masks
+from .recorder import Recorder
+from ..solvers import LassoSchedule, OnlineLasso
+from ..solvers.blocks import block_features
 
 __all__ = ["OnlineCausal"]
 
@@ -37,15 +36,15 @@ class OnlineCausal:
     """Step callback (``after_step(loss)``, like :class:`Recorder`) that streams eq. (9) into
     one :class:`OnlineLasso` per layer (``--scope layer``) or one for the network.
 
-    ``decision()`` then returns ``(keep masks, |gamma| per layer)`` like
-    :func:`causalprune.methods.causal_decision`.
+    ``gammas()`` then gives gamma per layer; the causal method turns them into masks exactly as it
+    does for a recording (methods/causal.py).
     """
 
     def __init__(self, model: nn.Module, masks: Masks, cfg: Config, *, device: torch.device | None = None):
         self.cfg = cfg
         self.lag = 2 if cfg.momentum > 0 else 1
         # The window is a tiny Recorder: same live-weight gather, same dtype rounding and the
-        # same DDP loss all-reduce as the recorded path, so the samples are bit-identical.
+        # same loss (global under DDP: the caller reduces it) as the recorded path, so the samples are bit-identical.
         self.window = Recorder(model, masks, lr=cfg.lr_prune, max_steps=self.lag + 1, dtype=cfg.record_dtype,
                                device=device, budget_bytes=1 << 62)
         self.window.buffer.zero_()
@@ -68,9 +67,8 @@ class OnlineCausal:
 
     def _features(self) -> list[LayerFeatures]:
         """Features of the window's first sample (rows 0..lag-1), per layer."""
-        view = SimpleNamespace(deltas=lambda: self.window.buffer[: self.lag], lr=self.window.lr,
-                               slots=self.window.slots)
-        return layer_features(view, momentum=self.lag == 2, granularity=self.cfg.granularity)
+        return layer_features(self.window.buffer[: self.lag], self.window.slots, self.window.lr,
+                              momentum=self.lag == 2, granularity=self.cfg.granularity)
 
     @torch.no_grad()
     def after_step(self, loss: torch.Tensor) -> None:
@@ -92,26 +90,22 @@ class OnlineCausal:
         w.losses[:-1] = w.losses[1:].clone()
         w.steps -= 1
 
+    @property
+    def layers(self) -> list[LayerFeatures]:
+        """The features' layout per layer (which columns, groups), for turning gammas into masks."""
+        return self._layers
+
     def gammas(self) -> list[list[torch.Tensor]]:
         """gamma per layer, one tensor per feature block (1, or 3 with momentum)."""
+        if self.samples == 0:
+            raise TrainingError(f"the online Lasso saw no sample ({self.steps} steps); it needs at least "
+                                f"{self.lag + 1} optimizer steps per pruning iteration")
         flat = [g for s in self.solvers for g in s.gammas()]
         out, i = [], 0
         for lf in self._layers:
             out.append(flat[i:i + len(lf.blocks)])
             i += len(lf.blocks)
         return out
-
-    def decision(self) -> tuple[Masks, dict[str, torch.Tensor]]:
-        """(keep masks, max |gamma| per weight or group) -- kept iff any gamma != 0 (eq. 19)."""
-        if self.samples == 0:
-            from .errors import TrainingError
-
-            raise TrainingError(f"the online Lasso saw no sample ({self.steps} steps); it needs at least "
-                                f"{self.lag + 1} optimizer steps per pruning iteration")
-        per_layer = self.gammas()
-        keep = {lf.key: expand_keep(lf, g) for lf, g in zip(self._layers, per_layer)}
-        mags = {lf.key: torch.stack([x.abs() for x in g]).amax(0) for lf, g in zip(self._layers, per_layer)}
-        return keep, mags
 
     def held_bytes(self) -> int:
         """Memory held: the window, the previous weights, and gamma and q of every feature."""

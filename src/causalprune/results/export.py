@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError, ConfigError
-from .masks import Masks, read_masks, sparsity
-from .paths import RunPaths
-from .storage import load_checkpoint, load_tensors, read_json, save_checkpoint, save_tensors
+from ..errors import CheckpointError, ConfigError
+from ..masks import Masks, read_masks, sparsity
+from ..paths import RunPaths
+from ..storage import load_checkpoint, load_tensors, read_json, save_checkpoint, save_tensors
 
 __all__ = ["FORMATS", "WHAT", "permanent_state_dict", "export_run", "efficiency_lines"]
 

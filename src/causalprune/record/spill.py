@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import RecordMemoryError
+from ..errors import RecordMemoryError
 
 __all__ = ["CHUNK_BYTES", "SpillFile", "chunk_rows", "disk_free_bytes", "evict_from_cache", "open_spill"]
 

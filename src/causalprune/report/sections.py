@@ -11,10 +11,10 @@ import io
 from pathlib import Path
 from typing import Any
 
-from . import report_html as h
-from .config import Config
-from .presets import PAPER_TABLE2
-from .runs import run_masks
+from . import html as h
+from ..config import Config
+from ..presets import PAPER_TABLE2
+from ..results.runs import run_masks
 
 __all__ = ["runs_section", "phase_section", "overlap_section", "per_layer_section", "flatness_section",
            "landscape_section", "config_section", "MAX_ALL_PAIRS"]
@@ -44,7 +44,7 @@ def runs_section(rows: list[dict]) -> str:
     out += ("<p class=\"meta\">Unstructured masks zero weights but do not speed up dense kernels: MACs (sparse) "
             "counts the multiply-adds a sparse kernel would need, not measured time.</p>")
     for model, dataset in sorted({(r["model"], r["dataset"]) for r in rows}):
-        from .presets import table3_key
+        from ..presets import table3_key
 
         ref = PAPER_TABLE2.get(table3_key(model, dataset))
         if ref:
@@ -58,9 +58,9 @@ def phase_section(rows: list[dict], sweep: str | None, sweep_rows: list[dict] | 
                   ) -> tuple[str, dict | None]:
     """The sweep's phase-shift curve and transition widths (or the given runs alone); returns the
     HTML and the widths per curve (None without a sweep)."""
-    from .analysis import plot_phase
-    from .paths import RunPaths
-    from .sweep_outputs import WIDTH_DEFINITION, phase_curves, phase_widths
+    from ..analysis import plot_phase
+    from ..paths import RunPaths
+    from ..results.sweep_files import WIDTH_DEFINITION, phase_curves, phase_widths
 
     if sweep_rows is None:
         out = _note("No sweep given: this plot shows only the runs of this report. For the phase-shift curve "
@@ -113,7 +113,7 @@ def _spread(plan: list[tuple[dict, list]], n: int) -> list[tuple[dict, list]]:
 
 
 def _overlap_rows(pairs: list[tuple[dict, dict]], masks: dict[str, Any]) -> list[list[Any]]:
-    from .analysis import overlap_matrix
+    from ..analysis import overlap_matrix
 
     rows = []
     for a, b in pairs:
@@ -125,7 +125,7 @@ def _overlap_rows(pairs: list[tuple[dict, dict]], masks: dict[str, Any]) -> list
 
 
 def overlap_section(rows: list[dict], masks_csv: list[str], figs: Path) -> str:
-    from .analysis import plot_overlaps
+    from ..analysis import plot_overlaps
 
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -167,7 +167,7 @@ def overlap_section(rows: list[dict], masks_csv: list[str], figs: Path) -> str:
 
 
 def _csv_block(path: Path) -> str:
-    from .errors import CheckpointError
+    from ..errors import CheckpointError
 
     if not path.is_file():
         raise CheckpointError(f"--masks-csv {path} does not exist; pass the overlaps.csv written by `causal-prune masks`")
@@ -202,7 +202,7 @@ def per_layer_section(rows: list[dict]) -> str:
 
 
 def flatness_section(rows: list[dict], figs: Path) -> str:
-    from .analysis.eigenplot import plot_eigenvalues
+    from ..analysis.eigenplot import plot_eigenvalues
 
     have = [r for r in rows if r.get("eigenvalues")]
     if not have:

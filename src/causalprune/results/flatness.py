@@ -18,11 +18,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .config import Config, config_from_dict
-from .errors import CheckpointError, ConfigError
-from .masks import apply_masks, current_masks, ones_masks, sparsity
-from .paths import RunPaths
-from .storage import load_checkpoint, read_json, write_json
+from ..config import Config, config_from_dict
+from ..errors import CheckpointError, ConfigError
+from ..masks import apply_masks, current_masks, ones_masks, sparsity
+from ..paths import RunPaths
+from ..storage import load_checkpoint, read_json, write_json
 
 __all__ = ["AnalysisSettings", "load_final_model", "analysis_batches", "hessian_of_run", "landscape_of_run"]
 
@@ -45,9 +45,9 @@ class AnalysisSettings:
 
 def load_final_model(run_dir: str | Path, device: str = "cpu", data_dir: str = ""):
     """(model with its final masks, Config, DataBundle) of a finished run."""
-    from .data import load_data
-    from .experiment import resolve_device
-    from .models import build_model
+    from ..data import load_data_for
+    from ..dist import resolve_device
+    from ..models import build_model
 
     paths = RunPaths(run_dir)
     if not paths.final.is_file():
@@ -57,9 +57,7 @@ def load_final_model(run_dir: str | Path, device: str = "cpu", data_dir: str = "
     saved = ck.get("config") if isinstance(ck, dict) else None
     cfg = config_from_dict(saved or read_json(paths.config), Config())
     dev = resolve_device(device)
-    data = load_data(cfg.dataset, model=cfg.model, batch_size=cfg.batch_size, seed=cfg.seed, val_frac=cfg.val_frac,
-                     data_dir=data_dir or cfg.data_dir or None, device=dev, pipeline=cfg.pipeline,
-                     workers=cfg.workers)
+    data = load_data_for(cfg.replace(data_dir=data_dir or cfg.data_dir), dev)
     model = build_model(cfg.model, data.spec)
     apply_masks(model, ones_masks(model))  # the saved state has weight_orig/weight_mask keys
     try:
@@ -92,7 +90,7 @@ def hessian_of_run(run_dir: str | Path, st: AnalysisSettings, *, device: str = "
     """Top-k Hessian eigenvalues of the final model -> ``analysis/eigenvalues.json`` (returned).
     Skipped (the saved result returned) when it exists with the same settings. ``loader`` returns
     ``load_final_model``'s tuple, so one loaded model can serve both analyses."""
-    from .analysis import top_eigenvalues
+    from ..analysis import top_eigenvalues
 
     paths = RunPaths(run_dir)
     wanted = {"k": st.k, "iters": st.iters, "tol": st.tol, "batches": st.batches, "seed": st.seed}
@@ -114,7 +112,7 @@ def hessian_of_run(run_dir: str | Path, st: AnalysisSettings, *, device: str = "
 def landscape_of_run(run_dir: str | Path, st: AnalysisSettings, *, device: str = "cpu", data_dir: str = "",
                      overwrite: bool = False, loader=None, label: str = "") -> dict[str, Any]:
     """Loss surface of the final model -> ``analysis/landscape.{npz,png,json}``; returns the meta."""
-    from .analysis import loss_surface, save_surface
+    from ..analysis import loss_surface, save_surface
 
     paths = RunPaths(run_dir)
     wanted = {"grid": st.grid, "span": st.span, "batches": st.batches, "seed": st.seed}

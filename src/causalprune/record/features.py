@@ -15,11 +15,12 @@ squared deltas (and, for momentum, the sums of the three per-weight features).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
-from .record import LayerSlot, Recorder
-from .solvers import FeatureBlock
+from .slots import LayerSlot
+from ..solvers import FeatureBlock
 
 __all__ = ["LayerFeatures", "group_ids", "layer_features", "expand_keep"]
 
@@ -60,12 +61,14 @@ def _group_sum(rows_a: torch.Tensor, rows_b: torch.Tensor, gid: torch.Tensor, n_
     return out
 
 
-def layer_features(rec: Recorder, *, momentum: bool, granularity: str) -> list[LayerFeatures]:
-    """One LayerFeatures per prunable layer, in model order."""
-    D = rec.deltas()
-    scale = rec.lr ** 2
+def layer_features(deltas: torch.Tensor, slots: Sequence[LayerSlot], lr: float, *, momentum: bool,
+                   granularity: str) -> list[LayerFeatures]:
+    """One LayerFeatures per slot, in the given order. ``deltas`` is the recorded (T, D_live) matrix of
+    dtheta/lr; slot k owns its columns ``start:stop``. Features are scaled back by lr^2 (eq. 7)."""
+    D = deltas
+    scale = lr ** 2
     out = []
-    for slot in rec.slots:
+    for slot in slots:
         cols = D[:, slot.start:slot.stop]
         if granularity == "weight":
             data, gid, n_groups = cols, None, slot.stop - slot.start

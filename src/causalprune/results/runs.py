@@ -12,9 +12,9 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import CheckpointError
-from .paths import RunPaths
-from .storage import read_json
+from ..errors import CheckpointError
+from ..paths import RunPaths
+from ..storage import read_json
 
 __all__ = ["read_runs", "read_run", "expand_run_dirs", "curve_of", "run_label", "run_masks", "finite", "CURVES"]
 
@@ -116,7 +116,7 @@ def _matched_setting(run_dir: str) -> str:
 
 def run_masks(row: dict[str, Any]):
     """The final masks of a row's run (uint8, 1 = kept)."""
-    from .masks import read_masks
+    from ..masks import read_masks
 
     if not row.get("masks_path"):
         raise CheckpointError(f"{row['run_dir']} has no masks/final.safetensors; rerun its `causal-prune run` "

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import CheckpointError, ConfigError, DataError
-from .masks import Masks, make_permanent
-from .specs import InputSpec
-from .structure import Plan, plan_structure
+from ..errors import CheckpointError, ConfigError, DataError
+from ..masks import Masks, make_permanent
+from ..data.spec import InputSpec
+from .plan import Plan, plan_structure
 
 __all__ = ["shrink_model", "apply_widths", "load_shrunk", "max_abs_diff", "shrink_run"]
 
@@ -134,8 +134,8 @@ def apply_widths(model: nn.Module, widths: dict[str, Any]) -> nn.Module:
 
 def load_shrunk(path: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """(shrunk model in eval mode, its widths) from a file written by ``causal-prune shrink``."""
-    from .models import build_model
-    from .storage import load_checkpoint
+    from ..models import build_model
+    from ..storage import load_checkpoint
 
     ck = load_checkpoint(path, device)
     if not isinstance(ck, dict) or ck.get("kind") != "causalprune-shrunk":
@@ -166,13 +166,13 @@ def max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor, dtype: torch.dtype
 
 def _check_run_is_chain(run_dir) -> None:
     """Refuse a non-chain model from the run's config alone, before loading any data."""
-    from .config import Config, config_from_dict
-    from .chain import trace_chain
-    from .data import dataset_spec
-    from .masks import apply_masks, ones_masks
-    from .models import build_model
-    from .paths import RunPaths
-    from .storage import read_json
+    from ..config import Config, config_from_dict
+    from .fx_chain import trace_chain
+    from ..data import dataset_spec
+    from ..masks import apply_masks, ones_masks
+    from ..models import build_model
+    from ..paths import RunPaths
+    from ..storage import read_json
 
     paths = RunPaths(run_dir)
     if not paths.config.is_file():
@@ -191,12 +191,12 @@ def shrink_run(run_dir, out=None, *, device: str = "cpu", data_dir: str = "", to
     validation inputs (max |diff| <= ``tol``), and save it. Returns the report (also the JSON)."""
     from pathlib import Path
 
-    from .analyze import load_final_model
-    from .errors import MaskError
+    from ..results.flatness import load_final_model
+    from ..errors import MaskError
     from .flops import layer_macs
-    from .masks import current_masks
-    from .paths import RunPaths
-    from .storage import save_checkpoint, write_json
+    from ..masks import current_masks
+    from ..paths import RunPaths
+    from ..storage import save_checkpoint, write_json
 
     _check_run_is_chain(run_dir)
     model, cfg, data = load_final_model(run_dir, device, data_dir)

@@ -13,11 +13,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import report_html as h
-from .report_sections import (config_section, flatness_section, landscape_section, overlap_section,
-                              per_layer_section, phase_section, runs_section)
-from .runs import CURVES, read_runs
-from .storage import write_text
+from . import html as h
+from .sections import (config_section, flatness_section, landscape_section, overlap_section,
+                       per_layer_section, phase_section, runs_section)
+from ..results.runs import CURVES, read_runs
+from ..storage import write_text
 
 __all__ = ["build_report", "report_rows"]
 
@@ -33,8 +33,8 @@ def report_rows(runs: list[str], sweep: str | None) -> tuple[list[dict], list[di
     Without RUN folders the sweep's finished runs are shown. The findings use the runs shown plus
     the sweep's finished main-protocol runs (the baselines were run under that protocol only).
     """
-    from .errors import ConfigError
-    from .sweep_outputs import read_sweep_rows
+    from ..errors import ConfigError
+    from ..results.sweep_files import read_sweep_rows
 
     sweep_rows = read_sweep_rows(sweep) if sweep else None
     swept = [r["run_dir"] for r in sweep_rows or [] if r.get("status") == "ok"]
@@ -53,7 +53,7 @@ def report_rows(runs: list[str], sweep: str | None) -> tuple[list[dict], list[di
 
 def _findings(used: list[dict], widths: dict | None, sweep_kind: tuple | None) -> str:
     """The three answers, per model and data set (runs of different models are never compared)."""
-    from .analysis.findings import eigen_findings, layer_matched_findings, phase_findings
+    from ..analysis.findings import eigen_findings, layer_matched_findings, phase_findings
 
     groups: dict[tuple, list[dict]] = {}
     for r in used:
@@ -76,7 +76,7 @@ def _findings(used: list[dict], widths: dict | None, sweep_kind: tuple | None) -
 def build_report(runs: list[str], out: str | Path, *, sweep: str | None = None, masks_csv: list[str] | None = None,
                  title: str | None = None, command: str = "") -> Path:
     """Write the report for the given run folders (and sweep folder) to ``out``; returns its path."""
-    from . import __version__
+    from .. import __version__
 
     shown, used, sweep_rows = report_rows(runs, sweep)
     kinds = sorted({f"{r['model']} on {r['dataset']}" for r in shown})

@@ -8,16 +8,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import Config
-from .flops import forward_macs
-from .masks import Masks, layer_sparsity, prunable_modules, sparsity, weight_of
-from .specs import InputSpec
+from ..config import Config
+from ..structured.flops import forward_macs
+from ..masks import Masks, layer_sparsity, sparsity, weight_of
+from ..models import prunable_layers
+from ..data.spec import InputSpec
 
 __all__ = ["build_summary", "efficiency"]
 
 
 def efficiency(model: nn.Module, masks: Masks, spec: InputSpec, device: torch.device | str = "cpu") -> dict[str, Any]:
-    mods = prunable_modules(model)
+    mods = prunable_layers(model)
     prunable_total = sum(weight_of(m).numel() for m in mods.values())
     prunable_nonzero = sum(int(masks[f"{n}.weight"].sum()) for n in mods)
     # Parameters, counting a pruned layer's weight once (weight_orig; weight_mask is a buffer).
