@@ -149,11 +149,24 @@ def test_ddp_masks_match_one_process(runs):
 
 
 def test_ddp_losses_are_global_batch_losses(runs):
+    """Losses agree to 1e-5 while both runs train the same masked model. Once a pruning decision
+    differs in a few entries (allowed above: the all-reduce reorders float sums), the two runs train
+    slightly different models, and the losses are only held to 1e-3."""
     ddp_rows, one_rows = _metrics(runs["ddp"]), _metrics(runs["single"])
     assert ddp_rows.keys() == one_rows.keys()
+    n_iter = SETTINGS["n_iter"]
+    same = [True] + [all(torch.equal(a, b) for a, b in zip(read_masks(runs["ddp"].masks(i)).values(),
+                                                             read_masks(runs["single"].masks(i)).values()))
+                     for i in range(1, n_iter + 1)]
+    same = [all(same[: i + 1]) for i in range(len(same))]  # masks in force before iteration i+1
     for key, v in one_rows.items():
+        phase, it = key[0], int(key[1])
+        in_force = 0 if phase == "pre" else (it - 1 if phase == "prune" and key[2] != "0" else n_iter)
+        if phase == "prune" and key[2] == "0":
+            in_force = it  # the percent_pruned row of iteration it is its own decision
+        tol = 1e-5 if same[in_force] else 1e-3
         if key[3] in ("train_loss", "val_loss", "test_loss"):
-            assert abs(ddp_rows[key] - v) <= 1e-5 * abs(v), f"{key}: DDP {ddp_rows[key]} vs one process {v}"
+            assert abs(ddp_rows[key] - v) <= tol * abs(v), f"{key}: DDP {ddp_rows[key]} vs one process {v}"
         if key[3] in ("val_accuracy", "test_accuracy", "percent_pruned"):
             assert abs(ddp_rows[key] - v) <= 0.1, f"{key}: DDP {ddp_rows[key]} vs one process {v}"
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from causalprune import methods
+from causalprune import solvers
 from causalprune.config import Config
 from causalprune.data import load_data
 from causalprune.errors import RecordMemoryError
@@ -24,11 +24,9 @@ from causalprune.train import train_epoch
 
 L1S = (1e-10, 1e-9, 1e-8)
 
-
 @pytest.fixture(scope="module")
 def digits():
     return load_data("digits", model="mlp", batch_size=64, seed=0)
-
 
 def _reference_in_order(rec, cfg):
     """solve_reference(shuffle=False, epochs=1) on the recording, per layer or over the network."""
@@ -43,7 +41,6 @@ def _reference_in_order(rec, cfg):
         out.append(flat[i:i + len(lf.blocks)])
         i += len(lf.blocks)
     return out
-
 
 @pytest.mark.parametrize("momentum,granularity,scope", [(0.0, "weight", "layer"), (0.9, "weight", "network"),
                                                         (0.9, "filter", "layer"), (0.0, "channel", "network")])
@@ -72,7 +69,6 @@ def test_online_callback_equals_in_order_reference(digits, momentum, granularity
         mixed |= bool(flat.any()) and not bool(flat.all())
     assert mixed, "no l1 value gave a partly pruned network: the comparison would prove little"
 
-
 def test_online_memory_does_not_grow_with_steps(digits):
     torch.manual_seed(0)
     model = build_model("mlp", digits.spec)
@@ -83,7 +79,6 @@ def test_online_memory_does_not_grow_with_steps(digits):
     train_epoch(model, digits.train, opt, seed=2, callbacks=[on], max_steps=20)
     assert on.held_bytes() == held and on.steps == 24 and on.samples == 22
     assert held < 20 * on.width * 4, "O(d): a few vectors of the live weights, not T of them"
-
 
 def _tiny_recording(tiny_net, steps=12, lr=0.05):
     rec = Recorder(tiny_net, ones_masks(tiny_net), lr=lr, max_steps=steps, dtype="fp32")
@@ -96,7 +91,6 @@ def _tiny_recording(tiny_net, steps=12, lr=0.05):
         rec.after_step(loss)
     return rec
 
-
 def test_network_scope_is_one_regression(tiny_net):
     rec = _tiny_recording(tiny_net)
     cfg = Config(scope="network", l1_coeff=1e-6)
@@ -108,7 +102,6 @@ def test_network_scope_is_one_regression(tiny_net):
     assert torch.equal(mags["conv.weight"], flat[0].abs()) and torch.equal(mags["fc.weight"], flat[1].abs())
     _, per_layer = causal_decision(rec, cfg.replace(scope="layer"), torch.Generator().manual_seed(7))
     assert not torch.equal(per_layer["fc.weight"], mags["fc.weight"]), "per-layer and network fits differ"
-
 
 def test_exact_solver_is_the_lasso_minimiser(tiny_net):
     sklearn = pytest.importorskip("sklearn.linear_model")
@@ -129,7 +122,6 @@ def test_exact_solver_is_the_lasso_minimiser(tiny_net):
         assert int(keep[lf.key].sum()) <= n, "an exact Lasso keeps at most T weights per layer"
         assert int(keep[lf.key].sum()) >= 1
 
-
 def test_exact_keeps_at_most_T_weights_even_with_a_small_penalty(tiny_net):
     rec = _tiny_recording(tiny_net)
     y = rec.targets()
@@ -143,13 +135,11 @@ def test_exact_keeps_at_most_T_weights_even_with_a_small_penalty(tiny_net):
     for k in keep:
         assert 1 <= int(keep[k].sum()) <= n < int(ref[k].sum())
 
-
 def test_exact_refuses_what_does_not_fit(tiny_net, monkeypatch):
     rec = _tiny_recording(tiny_net)
-    monkeypatch.setattr(methods, "free_memory_bytes", lambda device: 1000)
+    monkeypatch.setattr(solvers, "free_memory_bytes", lambda device: 1000)
     with pytest.raises(RecordMemoryError, match="--scope layer"):
         causal_decision(rec, Config(solver="exact", scope="network", l1_coeff=1e-9), torch.Generator())
-
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_exact_and_online_run_on_the_gpu(tiny_net):
@@ -160,7 +150,6 @@ def test_exact_and_online_run_on_the_gpu(tiny_net):
     on = OnlineCausal(tiny_net, ones_masks(tiny_net), Config(solver="online", l1_coeff=1e-9), device=rec.device)
     on.after_step(torch.tensor(1.0, device="cuda")), on.after_step(torch.tensor(0.5, device="cuda"))
     assert keep_from_gammas(on.layers, on.gammas()).keep["fc.weight"].device.type == "cuda"
-
 
 @pytest.mark.parametrize("settings", [dict(solver="online"), dict(scope="network"),
                                       dict(solver="exact", allow_empty_layers=True)])

@@ -63,7 +63,7 @@ class Config:
     min_delta: float = _f(1e-4, "post-training early stopping: minimum improvement of the training loss")
     val_frac: float = _f(0.1, "fraction of the training data held out for validation/model selection")
     max_steps_per_epoch: int = _f(0, "cap on steps per epoch (0 = full epochs); for quick shortened protocols")
-    # --- the Lasso (method-facts §2) ------------------------------------------------------------
+    # --- the Lasso (docs/method.md §2) ------------------------------------------------------------
     solver: str = _f("reference", "Lasso solver: reference (paper's SGD) | exact | online")
     lasso_lr0: float = _f(1e-2, "Lasso SGD initial step size eta_0")
     lasso_power_t: float = _f(0.25, "Lasso SGD step decay: eta_s = eta_0 / s^power_t")
@@ -73,9 +73,9 @@ class Config:
     record_dtype: str = _f("bf16", "storage of the recorded dtheta/lr: bf16 (2 B/weight/step) or fp32")
     loss_samples: int = _f(0, "record L_t as the mean loss of the first K samples of each minibatch (0 = the "
                                  "whole batch). K = batch/4 mimics the authors' 4-GPU runs, which recorded rank "
-                                 "0's local loss (method-facts §1); the step still trains on the whole batch")
+                                 "0's local loss (docs/method.md §1); the step still trains on the whole batch")
     allow_empty_layers: bool = _f(False, "allow a pruning decision to remove every weight of a layer")
-    # --- baselines (method-facts §4) ------------------------------------------------------------
+    # --- baselines (docs/method.md §4) ------------------------------------------------------------
     mag_prune_frac: float = _f(0.1, "magnitude/random: fraction of the remaining weights pruned per iteration")
     target_sparsity: float = _f(-1.0, "magnitude/random: final sparsity S in [0,1); sets the per-iteration "
                                       "fraction to 1-(1-S)^(1/N_iter). Negative = unset")
@@ -145,7 +145,7 @@ class Config:
 
     # ---------------------------------------------------------------------------------------------
     def prune_fraction(self) -> float:
-        """Per-iteration fraction of remaining weights for magnitude/random (method-facts §4)."""
+        """Per-iteration fraction of remaining weights for magnitude/random (docs/method.md §4)."""
         if self.target_sparsity >= 0 and self.n_iter > 0:
             return 1.0 - (1.0 - self.target_sparsity) ** (1.0 / self.n_iter)
         return self.mag_prune_frac

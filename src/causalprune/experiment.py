@@ -1,4 +1,4 @@
-"""Algorithm 1 (paper §3, method-facts §3) as idempotent stages.
+"""Algorithm 1 (paper §3, docs/method.md §3) as idempotent stages.
 
     pretrain N_pre epochs (Adam)                      -> checkpoints/pretrained.pt (the rewind point)
     for i in 1..N_iter:

@@ -110,7 +110,7 @@ def make_permanent(model: nn.Module) -> None:
 
 
 def combine(old: Masks, keep: Masks) -> Masks:
-    """New mask = old * keep: masks only ever shrink (method-facts §1)."""
+    """New mask = old * keep: masks only ever shrink (docs/method.md §1)."""
     return {k: (old[k].bool() & keep[k].to(old[k].device).bool()).to(torch.uint8) for k in old}
 
 

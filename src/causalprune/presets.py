@@ -1,7 +1,7 @@
 """Named presets: groups of settings applied before a config file and the flags.
 
 ``paper`` is the protocol of the paper's Appendix C; with a model and a data set it also picks
-that cell's L1_coeff and magnitude fraction from Table 3 (method-facts §4).
+that cell's L1_coeff and magnitude fraction from Table 3 (docs/method.md §4).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ event files go to ``<run>/tensorboard`` and are written by rank 0 only. Every ro
 metrics.csv also becomes a scalar ``<phase>/<name>`` (losses, accuracies, percent pruned); each
 pruning iteration adds ``sparsity/<layer>`` and the histograms ``gamma_abs/<layer>`` (all |gamma|
 of the layer's live weights, zeros included) and ``log10_gamma_abs/<layer>`` (the nonzero ones:
-|gamma| spans many decades, method-facts §2).
+|gamma| spans many decades, docs/method.md §2).
 """
 
 from __future__ import annotations

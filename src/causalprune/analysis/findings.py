@@ -1,6 +1,6 @@
 """What the numbers say: the report's conclusions, computed from run rows (never written by hand).
 
-Three questions of the paper and issue 8:
+Three questions the paper raises and the report answers:
 
 1. Is causal pruning's accuracy drop sharper than magnitude's (paper §1, Test 1)? Compared by the
    transition width of :func:`causalprune.analysis.transition_width`, the same way for both.

@@ -1,7 +1,7 @@
 """Which tensors an analysis perturbs, and how a model is evaluated at a given point.
 
 The analyses (Hessian spectrum, loss landscape) act on the *prunable weights* only: the weights
-of ``nn.Linear`` / ``nn.Conv{1,2,3}d`` layers (method-facts §1), optionally their biases.
+of ``nn.Linear`` / ``nn.Conv{1,2,3}d`` layers (docs/method.md §1), optionally their biases.
 A model comes in one of two forms and both are handled here:
 
 * a plain model, with a mask set given separately (``{"<fqn>.weight": uint8 tensor}``);

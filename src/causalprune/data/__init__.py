@@ -2,8 +2,8 @@
 
 ``DATASETS`` is a plain dict from name to :class:`DatasetInfo`; :func:`load_data` turns a name
 into a :class:`DataBundle` of train / val / test :class:`Batches` on the training device, with
-the input size the model needs (method-facts §6). The validation split is carved from the
-training data (method-facts §7); the test split is the data set's own.
+the input size the model needs (docs/method.md §6). The validation split is carved from the
+training data (docs/method.md §7); the test split is the data set's own.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ An epoch is a pure function of its seed (:func:`epoch_plan`): the order *and* th
 drawn afresh from ``torch.Generator().manual_seed(seed)`` every epoch. Both pipelines consume
 the same plan and the same finisher, so they produce identical batches, and a run killed
 mid-way resumes exactly. Augmented tensors are never cached (the paper's code cached them,
-freezing every flip; method-facts §7).
+freezing every flip; docs/method.md §7).
 """
 
 from __future__ import annotations

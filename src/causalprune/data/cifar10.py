@@ -2,7 +2,7 @@
 
 Read with ``torchvision.datasets.CIFAR10`` from ``data_dir`` (or ``~/.cache/causalprune/data``);
 if it is missing or corrupt, one download is tried. Random horizontal flips and the mean/std of
-method-facts §6.
+docs/method.md §6.
 """
 
 from __future__ import annotations

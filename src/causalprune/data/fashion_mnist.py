@@ -3,7 +3,7 @@
 Lookup order: (1) ``data_dir`` in torchvision's layout (``<data_dir>/FashionMNIST/raw``) or with
 the four IDX files directly in it; (2) Debian's ``dataset-fashion-mnist`` package folder;
 (3) a torchvision download into ``data_dir`` (or ``~/.cache/causalprune/data``). Files may be
-gzipped or not. Normalisation per method-facts §6: mean 0.2860, std 0.3530, no augmentation.
+gzipped or not. Normalisation per docs/method.md §6: mean 0.2860, std 0.3530, no augmentation.
 
 The IDX format (LeCun's MNIST format) is parsed here with numpy, with every size checked, so
 a truncated or foreign file gives a one-line DataError instead of a numpy traceback.

@@ -1,4 +1,4 @@
-"""The input side each model is trained at (method-facts §6).
+"""The input side each model is trained at (docs/method.md §6).
 
 The data pipeline resizes images for the model it feeds, so it needs this one fact about each
 model, by name; it imports no model code. ``None`` keeps the data set's native size.

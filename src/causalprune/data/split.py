@@ -1,6 +1,6 @@
 """The validation split: a seeded fraction of the *training* data.
 
-The paper's code selected models on the test set (method-facts §7, do not copy). Here model
+The paper's code selected models on the test set (docs/method.md §7, do not copy). Here model
 selection and early stopping use ``val``, carved from the training split by a permutation
 seeded with the run seed; the test split is only touched for the final report.
 """

@@ -4,7 +4,7 @@ The standard ``tiny-imagenet-200`` folder: ``train/<wnid>/images/*.JPEG``; ``val
 labelled by ``val/val_annotations.txt`` (tab separated: file, wnid, box). Its labelled val split
 is our test set (the official test split has no labels); our validation split comes from train.
 Class order: ``wnids.txt`` if present, else the sorted train folders. Some images are
-greyscale JPEGs; all are decoded as RGB. Flips and mean/std per method-facts §6.
+greyscale JPEGs; all are decoded as RGB. Flips and mean/std per docs/method.md §6.
 """
 
 from __future__ import annotations

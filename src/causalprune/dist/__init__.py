@@ -11,7 +11,7 @@ How a run is split (world W, global batch B = ``--batch-size``):
   (:func:`batch_loss`): the DDP average of those gradients is then the gradient of the global
   batch's mean loss, even when the shares differ in size (last partial batch, B not divisible
   by W), and the mean over ranks of the per-rank losses is the global mean loss, which is what
-  the recorder stores as L_t (method-facts §7: never rank 0's local loss). Equal in exact
+  the recorder stores as L_t (docs/method.md §7: never rank 0's local loss). Equal in exact
   arithmetic, not bit for bit: the batch sum is split into W partial sums plus an all-reduce,
   so parameters drift from a one-process run in the last float bits (tests/test_ddp.py).
 * The per-layer Lasso fits are spread over the ranks (``distributed_lasso.py``); masks are

@@ -58,7 +58,7 @@ def subset_loss(out: torch.Tensor, y: torch.Tensor, n_global: int, k: int) -> to
     """Mean cross-entropy of the first ``k`` samples of the global batch (all of it when smaller),
     detached, as this rank's contribution: the mean over ranks (what the recorder stores) is that
     subset's mean loss. ``--loss-samples`` uses it to record a smaller-sample L_t than the batch the
-    step trains on, as the authors' DDP runs did with rank 0's local loss (method-facts §1)."""
+    step trains on, as the authors' DDP runs did with rank 0's local loss (docs/method.md §1)."""
     k = min(k, n_global)
     lo, hi = shard_bounds(n_global)  # (0, n_global) in one process
     part = slice(0, max(0, min(hi, k) - lo))  # this rank's samples among the global first k

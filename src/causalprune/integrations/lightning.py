@@ -6,7 +6,7 @@
 
 During the ``record_epochs`` epochs that end at each epoch of ``prune_at`` (0-based, like
 ``trainer.current_epoch``) every optimizer step's loss and dtheta are recorded by a
-:class:`~causalprune.pruner.CausalPruner` (method-facts §1). At the end of that epoch the Lasso of
+:class:`~causalprune.pruner.CausalPruner` (docs/method.md §1). At the end of that epoch the Lasso of
 eq. (9) is fitted per layer, and the weights with gamma = 0 are pruned: the masks are
 ``torch.nn.utils.prune`` ``weight_orig``/``weight_mask`` pairs, multiplied into the previous ones.
 With ``rewind=True`` the surviving weights and all biases then go back to their values at the start
@@ -104,7 +104,7 @@ class CausalPruning(Callback):
         if loss is None:  # training_step skipped this batch
             return
         # Lightning divides each micro-batch loss by accumulate_grad_batches: their sum is the
-        # mean loss of the optimizer step, at the parameters before it (method-facts §1).
+        # mean loss of the optimizer step, at the parameters before it (docs/method.md §1).
         loss = loss.detach().float()
         self._pending = loss if self._pending is None else self._pending + loss
         if trainer.global_step != self._last_step:

@@ -123,7 +123,7 @@ class _Ranked:
 
 
 class Magnitude(_Ranked):
-    """Global L1 magnitude (method-facts §4)."""
+    """Global L1 magnitude (docs/method.md §4)."""
 
     rule = staticmethod(magnitude_decision)
 

@@ -1,8 +1,8 @@
-"""Model registry (method-facts §5).
+"""Model registry (docs/method.md §5).
 
 ``MODELS`` is a plain dict from name to a builder ``f(InputSpec) -> nn.Module``. Prunable
 weights are the ``.weight`` of every ``nn.Linear`` / ``nn.Conv1d/2d/3d``; biases and
-BatchNorm parameters are trained but never pruned (method-facts §1).
+BatchNorm parameters are trained but never pruned (docs/method.md §1).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def build_model(name: str, spec: InputSpec) -> nn.Module:
     """Build model ``name`` for inputs of shape ``spec`` (random init from the global torch RNG).
 
     Seed torch *before* calling this: the paper's code seeded after building, which left the
-    initialisation unseeded (method-facts §7).
+    initialisation unseeded (docs/method.md §7).
     """
     _check_name(name)
     return MODELS[name](spec)

@@ -1,10 +1,10 @@
-"""AlexNet in two sizes (method-facts §5).
+"""AlexNet in two sizes (docs/method.md §5).
 
 * ``alexnet``: torchvision's layout (57,044,810 parameters for 3 channels, 10 classes) with the
   first convolution's input channels taken from the spec; meant for 224-pixel inputs.
 * ``alexnet32``: the 32-pixel variant the paper's code used for CIFAR-10 / Fashion-MNIST
   (23,210,826 parameters on CIFAR-10). Dropout is an ``nn.Dropout`` module, so it is off in
-  eval mode (the original applied it at evaluation too; method-facts §7, do not copy).
+  eval mode (the original applied it at evaluation too; docs/method.md §7, do not copy).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""LeNet as used for the paper's tables (method-facts §5).
+"""LeNet as used for the paper's tables (docs/method.md §5).
 
 conv c->20 (k), 2x2 max-pool, conv 20->50 (k), 2x2 max-pool, fc flatten->500, fc 500->classes;
 every layer has a bias, stride 1, no padding, ReLU. k = 5, except k = 7 on 64x64 inputs
@@ -55,7 +55,7 @@ class LeNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # method-facts §5: Kaiming-normal (fan_out, relu) on weights, zero biases.
+        # docs/method.md §5: Kaiming-normal (fan_out, relu) on weights, zero biases.
         for m in (self.conv1, self.conv2, self.fc1, self.fc2):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(m.bias)

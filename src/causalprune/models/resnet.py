@@ -1,4 +1,4 @@
-"""ResNets (method-facts §5).
+"""ResNets (docs/method.md §5).
 
 * ``resnet18``: the CIFAR-style ResNet-18 (3x3 stride-1 stem, no max-pool, BasicBlocks
   [2, 2, 2, 2] of widths 64-512, 1x1 projection shortcuts, global average pool, fc), with

@@ -1,6 +1,6 @@
 """The recorder: per-step data of the pruning phase, kept in memory on the training device.
 
-At every optimizer step t of the N_prune SGD epochs it keeps (method-facts §1, paper eq. 8)
+At every optimizer step t of the N_prune SGD epochs it keeps (docs/method.md §1, paper eq. 8)
 
 * ``L_t``: the mean loss of minibatch t at theta_t (the step's own forward pass, train mode);
 * ``dtheta_t = theta_{t+1} - theta_t`` of every *live* prunable weight, stored divided by the

@@ -9,7 +9,7 @@ For the Lasso the file is opened as a memory map: ``np.memmap`` -> ``torch.from_
 zero-copy, and the fused solver reads each layer's columns of a row in place, so the kernel
 pages rows in as the solver visits them and may evict them again (the pages are clean). The
 layout is the in-memory one, row-major (T, D), so one row of one layer stays contiguous
-(method-facts §8: per sample the solver streams x once).
+(docs/method.md §8: per sample the solver streams x once).
 
 The file is deleted after the Lasso, or when its owner is garbage-collected; a run killed
 while recording leaves it behind, and the resumed run truncates the same file.

@@ -1,4 +1,4 @@
-"""Run folders -> table -> figures -> ONE self-contained HTML file (issue 8, item 6).
+"""Run folders -> table -> figures -> ONE self-contained HTML file.
 
 The report reads only run folders (config.json, summary.json, masks, analysis/) and, if given, a
 sweep folder (sweep.csv, phase.png, hparams.png). Figures are drawn into a temporary folder and

@@ -1,7 +1,7 @@
 """Lasso solvers for eq. (9): pure numerical cores, tensors in and tensors out.
 
 * :func:`solve_reference` / :func:`lasso_sgd`: the per-sample cumulative-penalty SGD that
-  produced the paper's masks (method-facts §2); fused numba kernel on CPU, torch elsewhere.
+  produced the paper's masks (docs/method.md §2); fused numba kernel on CPU, torch elsewhere.
 * :class:`OnlineLasso`: the same update, streamed one sample at a time in O(d) memory.
 * :func:`solve_exact`: scikit-learn's Lasso objective solved to a duality gap (working-set coordinate descent).
 

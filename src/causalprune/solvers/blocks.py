@@ -34,7 +34,7 @@ KINDS = ("linear", "square", "cross")
 
 @dataclass(frozen=True)
 class LassoSchedule:
-    """Per-sample SGD schedule of method-facts §2: eta_s = lr0 / s**power_t, `epochs` passes,
+    """Per-sample SGD schedule of docs/method.md §2: eta_s = lr0 / s**power_t, `epochs` passes,
     element-wise gradient clip to ±grad_clip."""
 
     lr0: float = 1e-2
@@ -114,7 +114,7 @@ def validate_problem(blocks: list[FeatureBlock], y: torch.Tensor, l1_coeff: floa
 
 
 def step_schedule(n_steps: int, l1_coeff: float, schedule: LassoSchedule) -> tuple[np.ndarray, np.ndarray]:
-    """(eta_s, u_s) for s = 1..n_steps in float64 (method-facts §2).
+    """(eta_s, u_s) for s = 1..n_steps in float64 (docs/method.md §2).
 
     u is accumulated left to right (``np.cumsum`` is sequential), exactly like the update's
     ``u += eta * l1_coeff``; keeping the scalars in float64 costs nothing and keeps u exact

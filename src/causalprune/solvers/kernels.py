@@ -1,4 +1,4 @@
-"""Numba building blocks of the cumulative-penalty Lasso SGD on CPU (method-facts §2).
+"""Numba building blocks of the cumulative-penalty Lasso SGD on CPU (docs/method.md §2).
 
 Layout (why it is fast *and* deterministic): a block's coordinates are cut into CHUNK-sized
 work units that threads share; inside a unit, coordinate p goes to lane p % LANES of a
@@ -40,7 +40,7 @@ _ONE = np.float32(1.0)
 
 @njit(inline="always")
 def _coord(gk, qk, xv, r, eta, u, clip):
-    """One coordinate of the cumulative-penalty update (method-facts §2), all float32;
+    """One coordinate of the cumulative-penalty update (docs/method.md §2), all float32;
     returns new (γ, q). Selects only (no branches), so the row loop vectorises."""
     g = r * xv
     g = clip if g > clip else g

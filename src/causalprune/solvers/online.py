@@ -46,7 +46,7 @@ class OnlineLasso:
         self.use_numba = backend == "numba" or (backend == "auto" and self.device.type == "cpu")
         self._gamma = [torch.zeros(d, dtype=torch.float32, device=self.device) for d in self.dims]
         self._q = [torch.zeros_like(g) for g in self._gamma]
-        self.steps = 0  # s of method-facts §2: samples seen so far
+        self.steps = 0  # s of docs/method.md §2: samples seen so far
         self.u = 0.0  # total penalty each coordinate may have received so far
 
     def _check(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -21,7 +21,7 @@ __all__ = ["coord_update_", "f32", "residual", "solve_torch"]
 
 def coord_update_(gamma: torch.Tensor, q: torch.Tensor, x: torch.Tensor, r: torch.Tensor,
                   eta: float, u: float, clip: float) -> None:
-    """In place: one cumulative-penalty step (method-facts §2) for all coordinates of a block.
+    """In place: one cumulative-penalty step (docs/method.md §2) for all coordinates of a block.
 
     ``x`` float32 features, ``r`` a float32 0-dim residual, eta/u/clip float32-representable.
     γ is pulled towards zero, never across it, by the penalty it has not yet received (u ± q);
