@@ -132,9 +132,12 @@ class Config:
             raise ConfigError("--match-layers only applies to --method magnitude or random")
         if self.match_layers and not Path(self.match_layers).is_dir():
             raise ConfigError(f"--match-layers {self.match_layers} is not a run folder")
+        if self.name and (self.name.strip() in ("", ".", "..") or any(c in self.name for c in "/\\")
+                          or Path(self.name).is_absolute() or self.name != self.name.strip()):
+            # The run folder is <out>/<name>; --overwrite clears it, so it must be a folder of its own.
+            raise ConfigError(f"--name {self.name!r} must be a plain folder name inside --out (no '/', '\\', "
+                              "'.', '..', absolute path or surrounding spaces); pass another --name")
         if self.record_budget:
-            from .units import parse_bytes
-
             try:
                 if parse_bytes(self.record_budget) <= 0:
                     raise ValueError

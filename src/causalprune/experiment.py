@@ -23,17 +23,17 @@ from typing import Any, Callable
 import torch
 
 from . import dist as ddp
-from .config import Config, diff_configs
+from .config import Config, config_from_dict, diff_configs
 from .data import DATASETS, load_data_for
 from .dist import agree
-from .errors import ConfigError
+from .errors import CausalPruneError, ConfigError
 from .masks import Masks, apply_masks, check_not_empty, combine, current_masks, ones_masks, save_masks, sparsity
 from .methods import Decision, PruneContext, get_method
 from .models import MODELS, build_model
 from .paths import RunPaths
 from .results.summary import build_summary
 from .runstate import RunState
-from .storage import (clear_folder, load_checkpoint, lock_folder, read_json, remove_stale_temporaries,
+from .storage import (FolderLock, clear_folder, load_checkpoint, lock_folder, read_json, remove_stale_temporaries,
                       save_checkpoint, save_tensors, write_json)
 from .structured.plan import structure_report
 from .tblog import TensorBoardLog
@@ -73,27 +73,65 @@ class ExperimentCallback:
         """The run finished (also called when it had finished before)."""
 
 
-def prepare_run_dir(cfg: Config, overwrite: bool) -> RunPaths:
-    """Create the run folder, or check that an existing one holds the same configuration."""
+def _is_ours(paths: RunPaths, cfg: Config) -> bool:
+    """Whether ``paths.root`` may be written, cleaned or cleared by this run: it does not exist, holds
+    nothing but a lock and temporaries, or holds a config.json of ours that names this folder."""
+    if not paths.root.exists():
+        return True
+    if not paths.root.is_dir():
+        return False
+    leftovers = [e for e in paths.root.iterdir()
+                 if e != paths.lock and not (e.name.startswith(".") and e.name.endswith(".tmp"))]
+    if not leftovers:
+        return True
+    if paths.config.is_file() and paths.state.is_file():
+        try:
+            saved = read_json(paths.config)
+        except CausalPruneError:
+            return True  # a damaged run of ours: resuming names the damaged file, --overwrite rewrites it
+    try:
+        saved = config_from_dict(read_json(paths.config))
+    except (CausalPruneError, OSError):  # missing, unreadable, or not our settings
+        return False
+    return saved.replace(out=cfg.out).run_name() == paths.root.name
+
+
+def prepare_run_dir(cfg: Config, overwrite: bool) -> tuple[RunPaths, FolderLock | None]:
+    """Create the run folder, or check that an existing one holds the same configuration; returns
+    its paths and its lock (rank 0 only), which the caller releases when the run ends.
+
+    A folder that is not one of ours (a user's folder reached through --out and --name) is refused
+    before anything is written into it, and only the entries a run writes are ever removed.
+    """
     paths = RunPaths(cfg.run_dir())
+    if not _is_ours(paths, cfg):
+        raise ConfigError(f"{paths.root} exists and is not this run's folder (it holds no config.json of this "
+                          "configuration); nothing was changed. Choose another --name or --out")
+    lock = None
     if ddp.is_main():
         # One process per run folder; then any temporary file in it is a killed writer's leftover.
-        lock_folder(paths.lock)
-        remove_stale_temporaries(paths.root)
-    if paths.config.exists() and not overwrite:
-        saved = read_json(paths.config)
-        differing = diff_configs(saved, cfg)
-        if differing:
-            detail = ", ".join(f"{k} ({saved.get(k)!r} -> {getattr(cfg, k)!r})" for k in differing)
-            raise ConfigError(f"{paths.root} holds a run with different settings: {detail}; "
-                              "pass --overwrite to start it afresh or change --out")
-    elif overwrite and paths.root.exists() and ddp.is_main():
-        clear_folder(paths.root, keep=paths.lock)
-    ddp.barrier()
-    if ddp.is_main():
-        paths.root.mkdir(parents=True, exist_ok=True)
-        write_json(paths.config, cfg.to_dict())
-    return paths
+        lock = lock_folder(paths.lock)
+    try:
+        if ddp.is_main():
+            remove_stale_temporaries(paths.root, paths.owned())
+        if paths.config.exists() and not overwrite:
+            saved = read_json(paths.config)
+            differing = diff_configs(saved, cfg)
+            if differing:
+                detail = ", ".join(f"{k} ({saved.get(k)!r} -> {getattr(cfg, k)!r})" for k in differing)
+                raise ConfigError(f"{paths.root} holds a run with different settings: {detail}; "
+                                  "pass --overwrite to start it afresh or change --out")
+        elif overwrite and paths.root.exists() and ddp.is_main():
+            clear_folder(paths.owned())
+        ddp.barrier()
+        if ddp.is_main():
+            paths.root.mkdir(parents=True, exist_ok=True)
+            write_json(paths.config, cfg.to_dict())
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return paths, lock
 
 
 class Experiment:
@@ -108,7 +146,15 @@ class Experiment:
         self.log = log if ddp.is_main() else (lambda msg: None)
         self.device = ddp.local_device(ddp.resolve_device(cfg.device))
         self.tb = TensorBoardLog(cfg.tensorboard, RunPaths(cfg.run_dir()).tensorboard, cfg.n_prune)  # before any file
-        self.paths = prepare_run_dir(cfg, overwrite)
+        self.paths, self._lock = prepare_run_dir(cfg, overwrite)
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self) -> None:
+        cfg = self.cfg
         self.state = RunState(self.paths)
         self.state.log = self.tb.wrap(self.state.log)  # --tensorboard: every metrics row also as a scalar
         self.t0 = time.time()
@@ -121,6 +167,21 @@ class Experiment:
         # state_dict has the same keys (weight_orig/weight_mask) at every stage.
         apply_masks(self.model, ones_masks(self.model))
         self.net = ddp.wrap_model(self.model, self.device)  # trained through (DDP under torchrun)
+
+    def close(self) -> None:
+        """Release the run folder's lock and the TensorBoard writer (``run()`` does this when it ends,
+        however it ends)."""
+        if getattr(self, "tb", None) is not None:
+            self.tb.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> "Experiment":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # -- small helpers --------------------------------------------------------------------------
     def _save(self, path: Path, **extra: Any) -> None:
@@ -162,6 +223,15 @@ class Experiment:
 
     # -- stages -----------------------------------------------------------------------------------
     def run(self) -> dict:
+        """Every stage not finished yet, then the summary; the folder's lock is released at the end."""
+        if self._lock is None and ddp.is_main():  # run() again after it ended
+            self._lock = lock_folder(self.paths.lock)
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> dict:
         cfg = self.cfg
         self.log(f"run folder: {self.paths.root}")
         if self.state["done"] and self.paths.summary.exists():

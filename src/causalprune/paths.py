@@ -25,6 +25,13 @@ class RunPaths:
     def state(self) -> Path: return self.root / "state.json"
     @property
     def lock(self) -> Path: return self.root / ".lock"
+
+    def owned(self) -> list[Path]:
+        """Every entry a run writes at the top of its folder: all that --overwrite may remove and
+        all that is searched for a killed writer's temporaries. Nothing else is ever touched."""
+        return [self.config, self.metrics, self.summary, self.state, self.log, self.tensorboard, self.analysis,
+                self.structure, self.shrunk_widths, self.checkpoints, self.masks_dir, self.gammas(1).parent,
+                self.recording(1).parent, self.export("masks", "pt").parent]
     @property
     def log(self) -> Path: return self.root / "log.txt"
     @property

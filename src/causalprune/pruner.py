@@ -11,10 +11,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
 from .config import Config
+from .errors import ConfigError
 from .masks import Masks, apply_masks, check_not_empty, combine, current_masks
 from .dist import MeanLossOverRanks
 from .methods.causal import causal_decision
@@ -38,11 +41,22 @@ class CausalPruner:
             raise TypeError("CausalPruner needs torch.optim.SGD: the causal model (paper eq. 5-7) is derived "
                             "for SGD; use SGD for the pruning phase")
         group = optimizer.param_groups[0]
+        unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(Config)})
+        if unknown:
+            raise ConfigError(f"unknown CausalPruner setting(s) {', '.join(unknown)}; use Config field names "
+                              "such as l1_coeff, granularity, scope, solver, record_dtype")
         self.cfg = Config(lr_prune=float(group["lr"]), momentum=float(group.get("momentum", 0.0)),
-                          seed=seed, method="causal").replace(**settings)
+                          seed=seed, method="causal").replace(**settings).validate()
         self.model = model
         self.masks = current_masks(model)
         self._record(expected_steps)
+        # theta_t is taken right before every optimizer step, so a rewind (Algorithm 1 line 7) or any
+        # other change of the weights between steps never enters a recorded dtheta.
+        self._hook = optimizer.register_step_pre_hook(lambda opt, args, kwargs: self.recorder.before_step())
+
+    def remove(self) -> None:
+        """Detach from the optimizer (the step pre-hook); the pruner records nothing after this."""
+        self._hook.remove()
 
     def _record(self, steps: int) -> None:
         self.recorder = Recorder(self.model, self.masks, lr=self.cfg.lr_prune, max_steps=steps,

@@ -33,6 +33,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "DiskFullError",
+    "FolderLock",
     "lock_folder",
     "remove_stale_temporaries",
     "clear_folder",
@@ -220,60 +221,93 @@ def _load_failure(exc: BaseException) -> tuple[bool, str]:
 
 # Locks held by this process, by folder: flock conflicts even within one process when the
 # file is opened twice, and an in-process rerun (tests, notebooks) must not lock itself out.
-_LOCKS: dict[str, Any] = {}
+_LOCKS: dict[str, list] = {}  # resolved lock path -> [open file, holders in this process]
 
 
-def lock_folder(lock_file: str | os.PathLike) -> None:
-    """Hold an exclusive lock on ``lock_file`` until this process exits.
+class FolderLock:
+    """An exclusive lock on a folder's lock file, held until :meth:`release` (or the end of a
+    ``with`` block, or the process).
 
     Two processes writing one run folder would interleave their stages; the second one is
     refused instead. The kernel drops the lock when the holder dies (even by SIGKILL), so a
-    killed run never leaves a stale lock behind.
+    killed run never leaves a stale lock behind. Within one process the lock is counted, so a
+    second holder of the same folder (a sweep that reopens a finished run) does not release it
+    under the first.
     """
-    key = str(Path(lock_file).resolve())
-    if key in _LOCKS:
-        return
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; runs are still atomic per file
-        return
-    Path(lock_file).parent.mkdir(parents=True, exist_ok=True)
-    fh = open(lock_file, "a+")
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+
+    def __init__(self, lock_file: str | os.PathLike):
+        self.path = Path(lock_file)
+        self._key: str | None = str(self.path.resolve())
+        held = _LOCKS.get(self._key)
+        if held is not None:
+            held[1] += 1
+            return
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; runs are still atomic per file
+            self._key = None
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            self._key = None
+            raise CausalPruneError(f"{self.path.parent} is in use by another running process (pid {holder}); "
+                                   "wait for it to finish, or stop it and rerun to resume") from None
         fh.seek(0)
-        holder = fh.read().strip() or "unknown"
-        fh.close()
-        raise CausalPruneError(f"{Path(lock_file).parent} is in use by another running process (pid {holder}); "
-                               "wait for it to finish, or stop it and rerun to resume") from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(str(os.getpid()))
-    fh.flush()
-    _LOCKS[key] = fh
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        _LOCKS[self._key] = [fh, 1]
+
+    def release(self) -> None:
+        """Give the lock up (closing the file releases the kernel lock); safe to call twice."""
+        key, self._key = self._key, None
+        held = _LOCKS.get(key) if key else None
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] == 0:
+            del _LOCKS[key]
+            held[0].close()
+
+    def __enter__(self) -> "FolderLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> int:
-    """Delete ``atomic_path`` temporaries a killed process left in ``folder`` (only call this
-    while holding the folder's lock: then no live writer can own them). Returns the count."""
+def lock_folder(lock_file: str | os.PathLike) -> FolderLock:
+    """Take the lock of a folder (see :class:`FolderLock`); release it when the work ends."""
+    return FolderLock(lock_file)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, owned: list[Path]) -> int:
+    """Delete ``atomic_path`` temporaries a killed process left in ``folder`` and in its ``owned``
+    subfolders (only call this while holding the folder's lock: then no live writer can own
+    them). Folders not in ``owned`` are never entered. Returns the count."""
+    places = [Path(folder)] + [p for p in owned if p.is_dir() and not p.is_symlink()]
     count = 0
-    for tmp in Path(folder).rglob(".*.tmp"):
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
-            count += 1
+    for place in places:
+        found = place.glob(".*.tmp") if place == Path(folder) else place.rglob(".*.tmp")
+        for tmp in found:
+            if tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
+                count += 1
     return count
 
 
-def clear_folder(folder: str | os.PathLike, keep: str | os.PathLike) -> None:
-    """Remove everything in ``folder`` except the file ``keep`` (its lock)."""
+def clear_folder(owned: list[Path]) -> None:
+    """Remove the entries ``owned`` (a run's own files and folders); anything else stays."""
     import shutil
 
-    keep = Path(keep).resolve()
-    for entry in Path(folder).iterdir():
-        if entry.resolve() == keep:
-            continue
+    for entry in owned:
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
-        else:
+        elif entry.exists() or entry.is_symlink():
             entry.unlink()

@@ -102,6 +102,15 @@ class Recorder:
         return flat.index_select(0, s.idx).to(device=self.device, dtype=torch.float32)
 
     @torch.no_grad()
+    def before_step(self) -> None:
+        """Take theta_t now. Call it right before ``optimizer.step()`` when the weights may have changed
+        since the last step (a rewind, Algorithm 1 line 7, or any edit of the user's): the next row is
+        then that step's own dtheta. Without it, theta_t is where the previous step (or the
+        construction) left the weights."""
+        for s, prev in zip(self.slots, self._prev):
+            prev.copy_(self._live(s))
+
+    @torch.no_grad()
     def after_step(self, loss: torch.Tensor) -> None:
         """Call right after ``optimizer.step()`` with the loss of that step's forward pass."""
         if self.steps >= self.max_steps:
