@@ -88,9 +88,6 @@ class RunPaths:
         suffix = "safetensors" if fmt == "safetensors" else "pt"
         return self.root / "export" / f"{what}{'' if it is None else f'_iter_{it:02d}'}.{suffix}"
 
-    # figures and tables of multi-run commands
-    def file(self, name: str) -> Path: return self.root / name
-
 
 class _Folder:
     def __init__(self, root: str | Path):
@@ -99,6 +96,10 @@ class _Folder:
 
 class SweepPaths(_Folder):
     """``causal-prune sweep``: one row per run, the phase-transition figure and its widths."""
+
+    @staticmethod
+    def folder(out: str | Path, model: str, dataset: str, digest: str) -> Path:
+        return Path(out) / f"sweep-{model}-{dataset}-{digest}"
 
     @property
     def csv(self) -> Path: return self.root / "sweep.csv"
@@ -112,6 +113,9 @@ class SweepPaths(_Folder):
     def phase_width(self) -> Path: return self.root / "phase_width.json"
     @property
     def hparams_png(self) -> Path: return self.root / "hparams.png"
+    # Not written by the sweep: where its closing line suggests `causal-prune report` write the page.
+    @property
+    def report_html(self) -> Path: return self.root / "report.html"
 
 
 class ComparePaths(_Folder):

@@ -24,7 +24,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ConfigError, EmptyLayerError, TrainingError
-from .paths import RunPaths
+from .paths import RunPaths, SweepPaths
 from .results.runs import read_run
 from .storage import read_json, write_json
 
@@ -95,7 +95,7 @@ def sweep_dir(base: Config, spec: SweepSpec) -> Path:
     key = {"base": {k: v for k, v in base.hp_dict().items() if k not in varied},
            "main": [_main(base, spec).n_iter, _main(base, spec).n_prune], "spec": asdict(spec)}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return Path(base.out) / f"sweep-{base.model}-{base.dataset}-{digest}"
+    return SweepPaths.folder(base.out, base.model, base.dataset, digest)
 
 
 def causal_configs(base: Config, spec: SweepSpec) -> list[Config]:
@@ -172,7 +172,7 @@ def run_sweep(base: Config, spec: SweepSpec, *, overwrite: bool = False, retry_f
     spec = spec.validate()
     base = check_config(base.replace(name=""))  # a fixed --name would put every run in one folder
     out = sweep_dir(base, spec)
-    fail_path = RunPaths(out).file("failures.json")
+    fail_path = SweepPaths(out).failures
     failures: dict[str, str] = read_json(fail_path) if fail_path.is_file() else {}
     quiet = log or (lambda msg: None)
     causal = causal_configs(base, spec)

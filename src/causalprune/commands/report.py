@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..report import build_report, describe, report_rows
+    from ..report.build import build_report, describe, report_rows
 
     if not args.runs and not args.sweep:
         raise ConfigError("report needs run folders and/or --sweep DIR; e.g. causal-prune report runs/causal-* --out r.html")

@@ -67,6 +67,7 @@ def spec_from_args(args: argparse.Namespace, base) -> "object":
 
 
 def handle(args: argparse.Namespace) -> int:
+    from ..paths import SweepPaths
     from ..sweep import causal_configs, run_sweep, sweep_dir
 
     base = resolve_config(args, method="causal")
@@ -80,7 +81,8 @@ def handle(args: argparse.Namespace) -> int:
     rows, out = run_sweep(base, spec, overwrite=args.overwrite, retry_failed=args.retry_failed,
                           log=print if args.verbose else None)
     failed = [r for r in rows if r["status"] != "ok"]
-    widths = json.loads((out / "phase_width.json").read_text())["curves"]
+    paths = SweepPaths(out)
+    widths = json.loads(paths.phase_width.read_text())["curves"]
     print()
     for name, w in widths.items():
         width = "no drop" if w["width_pp"] is None else f"{w['width_pp']:.1f} pp"
@@ -89,7 +91,7 @@ def handle(args: argparse.Namespace) -> int:
     if failed:
         print(f"{len(failed)} run(s) failed (kept in sweep.csv with their reason); rerun with --retry-failed "
               "after changing the protocol, e.g. --allow-empty-layers")
-    extra = ", hparams.png" if (out / "hparams.png").exists() else ""
-    print(f"results: {out}/sweep.csv, phase.png, phase_width.json{extra}")
-    print(f"report:  causal-prune report --sweep {out} --out {out}/report.html")
+    extra = f", {paths.hparams_png.name}" if paths.hparams_png.exists() else ""
+    print(f"results: {paths.csv}, {paths.phase_png.name}, {paths.phase_width.name}{extra}")
+    print(f"report:  causal-prune report --sweep {out} --out {paths.report_html}")
     return 0

@@ -59,7 +59,7 @@ def phase_section(rows: list[dict], sweep: str | None, sweep_rows: list[dict] | 
     """The sweep's phase-shift curve and transition widths (or the given runs alone); returns the
     HTML and the widths per curve (None without a sweep)."""
     from ..analysis import plot_phase
-    from ..paths import RunPaths
+    from ..paths import SweepPaths
     from ..results.sweep_files import WIDTH_DEFINITION, phase_curves, phase_widths
 
     if sweep_rows is None:
@@ -69,8 +69,8 @@ def phase_section(rows: list[dict], sweep: str | None, sweep_rows: list[dict] | 
                    title="Test accuracy vs percent pruned of the runs in this report")
         return out + h.img_file(figs / "runs_phase.png", "accuracy against percent pruned"), None
     widths = phase_widths(phase_curves(sweep_rows))["curves"]
-    sp = RunPaths(sweep)
-    png = sp.file("phase.png")
+    sp = SweepPaths(sweep)
+    png = sp.phase_png
     if not png.is_file():
         plot_phase(phase_curves(sweep_rows), figs / "phase.png", title="Phase shift")
         png = figs / "phase.png"
@@ -86,9 +86,9 @@ def phase_section(rows: list[dict], sweep: str | None, sweep_rows: list[dict] | 
     if failed:
         out += _note(f"{len(failed)} run(s) of the sweep failed and are left out: "
                      + "; ".join(f"{r['curve']} seed {r['seed']}: {r['status']}" for r in failed[:5]))
-    if sp.file("hparams.png").is_file():
+    if sp.hparams_png.is_file():
         out += "<h3>Hyperparameter study (paper Fig. 2)</h3>" + h.img_file(
-            sp.file("hparams.png"), "strip plots of accuracy and percent pruned per hyperparameter",
+            sp.hparams_png, "strip plots of accuracy and percent pruned per hyperparameter",
             "Each dot is a causal run; dashed lines mark the median per setting.")
     return out, widths
 

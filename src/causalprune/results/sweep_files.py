@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..paths import RunPaths
+from ..paths import SweepPaths
 from .runs import CURVES
 from ..storage import write_json, write_text
 
@@ -78,31 +78,31 @@ def write_sweep_outputs(rows: list[dict], out: Path, base: Config, spec) -> None
     """Write every file of the sweep folder ``out`` from ``rows``."""
     from ..analysis import plot_phase, strip_plots
 
-    paths = RunPaths(out)
+    paths = SweepPaths(out)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_COLUMNS} for r in rows)
-    write_text(paths.file("sweep.csv"), buf.getvalue())
-    write_json(paths.file("sweep.json"), {"spec": asdict(spec), "base_config": base.to_dict(),
-                                          "runs": [r["run_dir"] for r in rows]})
+    write_text(paths.csv, buf.getvalue())
+    write_json(paths.json, {"spec": asdict(spec), "base_config": base.to_dict(),
+                            "runs": [r["run_dir"] for r in rows]})
     curves = phase_curves(rows)
     main = [r for r in rows if r.get("main")]
     protocol = f"N_iter={main[0]['n_iter']}, N_prune={main[0]['n_prune']}" if main else ""
-    plot_phase(curves, paths.file("phase.png"),
+    plot_phase(curves, paths.phase_png,
                title=f"Phase shift: {base.model} on {base.dataset} ({protocol}, {len(spec.seeds)} seed(s))")
-    write_json(paths.file("phase_width.json"), phase_widths(curves))
+    write_json(paths.phase_width, phase_widths(curves))
     params = varied_params(rows)
     ok = [r for r in rows if r["curve"] == "causal" and r["status"] == "ok"]
     if params and ok:
-        strip_plots(ok, paths.file("hparams.png"), params=params)
+        strip_plots(ok, paths.hparams_png, params=params)
 
 
 def read_sweep_rows(folder: str | Path) -> list[dict]:
     """sweep.csv back into typed rows (numbers as numbers, blanks as None)."""
     from ..errors import CheckpointError
 
-    path = RunPaths(folder).file("sweep.csv")
+    path = SweepPaths(folder).csv
     if not path.is_file():
         raise CheckpointError(f"{folder} is not a sweep folder (no sweep.csv); pass the sweep-... folder "
                               "that `causal-prune sweep` printed")
