@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from benchutil import MemorySampler, cycle_batches, goal, machine, median, sgd_step, warm_lasso
+
 from causalprune.config import Config
 from causalprune.data import load_data
 from causalprune.masks import apply_masks, ones_masks

@@ -16,8 +16,8 @@ from __future__ import annotations
 import time
 
 import torch
+from benchutil import cycle_batches, goal, lenet_data, section_main, sgd_step, warm_lasso
 
-from benchutil import section_main, cycle_batches, goal, lenet_data, sgd_step, warm_lasso
 from causalprune.config import Config
 from causalprune.masks import apply_masks, ones_masks
 from causalprune.methods import causal_decision

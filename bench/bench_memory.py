@@ -22,14 +22,13 @@ import time
 from pathlib import Path
 
 import torch
+from benchutil import MemorySampler, goal, median, one_thread, section_main, warm_lasso
 
-from benchutil import section_main, MemorySampler, goal, median, one_thread, warm_lasso
 from causalprune.config import Config
 from causalprune.data import dataset_spec
 from causalprune.masks import apply_masks, ones_masks, weight_of
-from causalprune.models import prunable_layers
 from causalprune.methods import causal_decision
-from causalprune.models import build_model
+from causalprune.models import build_model, prunable_layers
 from causalprune.record.recorder import Recorder
 
 __all__ = ["run", "markdown", "goals"]

@@ -24,13 +24,12 @@ from __future__ import annotations
 import time
 
 import torch
+from benchutil import cycle_batches, goal, lenet_data, median, one_thread, section_main, sgd_step, warm_lasso
 
-from benchutil import section_main, cycle_batches, goal, lenet_data, median, one_thread, sgd_step, warm_lasso
 from causalprune.config import Config
 from causalprune.masks import apply_masks, ones_masks, weight_of
-from causalprune.models import prunable_layers
 from causalprune.methods import causal_decision
-from causalprune.models import build_model
+from causalprune.models import build_model, prunable_layers
 from causalprune.record.recorder import Recorder
 
 __all__ = ["run", "markdown", "goals", "legacy_after_step"]

@@ -24,7 +24,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from benchutil import ROOT, machine  # noqa: E402
-from causalprune.storage import read_json, write_json, write_text
+
+from causalprune.storage import read_json, write_json, write_text  # noqa: E402
 
 __all__ = ["SECTIONS", "main", "render"]
 

@@ -8,8 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from causalprune.analysis import (overlap_matrix, overlap_per_layer, pairwise_overlaps, percent_pruned,
-                                  plot_overlaps)
+from causalprune.analysis import overlap_matrix, overlap_per_layer, pairwise_overlaps, percent_pruned, plot_overlaps
 from causalprune.errors import MaskError
 
 

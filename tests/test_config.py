@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from causalprune.experiment import check_config
 from causalprune.config import Config, config_from_dict, diff_configs, load_config_file
 from causalprune.errors import ConfigError
+from causalprune.experiment import check_config
 from causalprune.presets import TABLE3, preset_values
 
 

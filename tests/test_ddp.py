@@ -32,12 +32,12 @@ import pytest
 import torch
 
 from causalprune.config import Config, config_from_dict
-
-from .harness import ENV, MASKS_ENV
 from causalprune.masks import read_masks, sparsity
 from causalprune.paths import RunPaths
 from causalprune.presets import preset_values
 from causalprune.storage import read_json
+
+from .harness import ENV, MASKS_ENV
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not torch.distributed.is_available()
@@ -109,7 +109,7 @@ def runs(tmp_path_factory):
     first = _launch_and_kill_at_lasso2(root / "ddp", dump)
     res = subprocess.run(_cmd(root / "ddp"), env=_env(dump), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, f"resumed DDP run failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    from causalprune.experiment import Experiment
+    from causalprune.experiment import Experiment  # here: spawned workers import this module
 
     single = Experiment(_cfg(root / "single"), log=lambda m: None)
     single.run()
@@ -213,9 +213,9 @@ def test_per_layer_fits_reproduce_the_sequential_decision(tiny_net, extra):
     reached: the result must be bit-identical to methods.causal_decision over all layers."""
     import torch.nn.functional as F
 
-    from causalprune.methods.causal import fit_layers
     from causalprune.masks import ones_masks
     from causalprune.methods import causal_decision
+    from causalprune.methods.causal import fit_layers
     from causalprune.record.recorder import Recorder
 
     cfg = Config(record_dtype="fp32", **extra)

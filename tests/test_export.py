@@ -9,14 +9,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from causalprune.cli import main
 from causalprune.data import dataset_spec
+from causalprune.data.spec import InputSpec
 from causalprune.errors import CheckpointError, ConfigError, MaskError
 from causalprune.experiment import Experiment
-from causalprune.results.export import export_run, permanent_state_dict
-from causalprune.structured.flops import forward_macs
 from causalprune.masks import apply_masks, current_masks, load_masks, ones_masks, read_masks, save_masks
 from causalprune.models import build_model, count_parameters
-from causalprune.data.spec import InputSpec
+from causalprune.results.export import export_run, permanent_state_dict
 from causalprune.storage import load_checkpoint, load_tensors, read_json
+from causalprune.structured.flops import forward_macs
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ import torch
 
 from causalprune.paths import RunPaths
 from causalprune.storage import load_checkpoint, load_tensors
+
 from .harness import ENV, MARKER
 
 HARNESS = str(Path(__file__).with_name("harness.py"))

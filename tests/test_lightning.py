@@ -10,10 +10,10 @@ from torch.nn.utils import prune
 
 L = pytest.importorskip("lightning")
 
-from causalprune.errors import ConfigError
-from causalprune.integrations.lightning import CausalPruning
-from causalprune.masks import apply_masks, current_masks, ones_masks, sparsity
-from causalprune.pruner import CausalPruner
+from causalprune.errors import ConfigError  # noqa: E402
+from causalprune.integrations.lightning import CausalPruning  # noqa: E402
+from causalprune.masks import apply_masks, current_masks, ones_masks, sparsity  # noqa: E402
+from causalprune.pruner import CausalPruner  # noqa: E402
 
 
 def _data(n: int = 256):

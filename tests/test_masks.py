@@ -2,10 +2,20 @@ import pytest
 import torch
 from torch.nn.utils import prune
 
-from causalprune.errors import MaskError
-from causalprune.masks import (apply_masks, check_not_empty, check_shrinks, combine, current_masks,
-                               load_masks, make_permanent, ones_masks, read_masks, save_masks, sparsity)
-from causalprune.errors import EmptyLayerError
+from causalprune.errors import EmptyLayerError, MaskError
+from causalprune.masks import (
+    apply_masks,
+    check_not_empty,
+    check_shrinks,
+    combine,
+    current_masks,
+    load_masks,
+    make_permanent,
+    ones_masks,
+    read_masks,
+    save_masks,
+    sparsity,
+)
 
 
 def _random_masks(model, p=0.5, seed=0):

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from causalprune.config import Config
-from causalprune.record.features import group_ids
 from causalprune.masks import apply_masks, combine, ones_masks, sparsity
 from causalprune.methods import causal_decision, magnitude_decision, random_decision, schedule_counts
+from causalprune.record.features import group_ids
 from causalprune.record.recorder import Recorder
 
 

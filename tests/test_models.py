@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from causalprune.errors import ConfigError
-from causalprune.models import MODELS, build_model, count_parameters, prunable_layers
 from causalprune.data.sizes import default_size
 from causalprune.data.spec import InputSpec
+from causalprune.errors import ConfigError
+from causalprune.models import MODELS, build_model, count_parameters, prunable_layers
 
 FMNIST, CIFAR, TINY, DIGITS = InputSpec(1, 28, 10), InputSpec(3, 32, 10), InputSpec(3, 64, 200), InputSpec(1, 8, 10)
 

@@ -7,10 +7,10 @@ from torch import nn
 
 from causalprune.config import Config
 from causalprune.experiment import Experiment
-from causalprune.record.features import expand_keep
 from causalprune.masks import apply_masks, ones_masks, read_masks
 from causalprune.methods import causal_decision
 from causalprune.paths import RunPaths
+from causalprune.record.features import expand_keep
 from causalprune.record.recorder import Recorder
 from causalprune.solvers.blocks import block_features
 

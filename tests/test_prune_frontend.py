@@ -11,9 +11,8 @@ from torch import nn
 from torch.nn.utils import prune
 
 from causalprune.errors import MaskError
+from causalprune.prune import CausalUnstructured, causal_gammas, causal_unstructured, global_causal_unstructured
 from causalprune.pruner import CausalPruner
-from causalprune.prune import (CausalUnstructured, causal_gammas, causal_unstructured,
-                               global_causal_unstructured)
 
 
 def _gamma(shape, frac_zero: float, seed: int) -> torch.Tensor:

@@ -1,15 +1,14 @@
 """Recorder alignment (method-facts §1): deltas sum to theta_T - theta_0; loss t is minibatch t at theta_t."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from causalprune.errors import RecordMemoryError
 from causalprune.masks import apply_masks, ones_masks, weight_of
 from causalprune.models import prunable_layers
 from causalprune.record.recorder import Recorder
 from causalprune.units import parse_bytes
-from causalprune.errors import RecordMemoryError
-
-import pytest
 
 
 def _batches(n=6, seed=0):

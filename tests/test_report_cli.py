@@ -22,8 +22,8 @@ from causalprune.cli import main
 from causalprune.errors import CheckpointError
 from causalprune.paths import RunPaths
 from causalprune.results.runs import read_runs
-from causalprune.storage import write_json
 from causalprune.results.sweep_files import read_sweep_rows
+from causalprune.storage import write_json
 
 # quick preset on digits, cut to one epoch of 6 steps per stage: every stage and file is real, and
 # the 8 runs cost ~20 s of CPU. These two L1_coeff values empty no layer (1e-11 would).
@@ -121,8 +121,8 @@ def test_masks_needs_two_runs(runs, capsys, tmp_path):
 # -- analyze -------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_final_model_reloads_with_its_masks_and_accuracy(runs):
-    from causalprune.results.flatness import load_final_model
     from causalprune.masks import current_masks, sparsity
+    from causalprune.results.flatness import load_final_model
     from causalprune.train import evaluate
 
     row = _by_curve(runs, "causal")[0]

@@ -10,13 +10,12 @@ from causalprune.config import Config
 from causalprune.data import load_data
 from causalprune.errors import RecordMemoryError
 from causalprune.experiment import Experiment
-
 from causalprune.masks import ones_masks, read_masks
 from causalprune.methods import causal_decision
-from causalprune.models import build_model
 from causalprune.methods.causal import keep_from_gammas
-from causalprune.record.online import OnlineCausal
+from causalprune.models import build_model
 from causalprune.paths import RunPaths
+from causalprune.record.online import OnlineCausal
 from causalprune.record.recorder import Recorder
 from causalprune.solvers import LassoSchedule, solve_reference
 from causalprune.solvers.blocks import block_features

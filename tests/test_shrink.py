@@ -8,16 +8,16 @@ import torch
 from torch import nn
 
 from causalprune.cli import main
+from causalprune.data.spec import InputSpec
 from causalprune.errors import ConfigError
 from causalprune.experiment import Experiment
-from causalprune.structured.flops import layer_macs
 from causalprune.masks import apply_masks, ones_masks
 from causalprune.models import build_model
 from causalprune.paths import RunPaths
-from causalprune.structured.shrink import load_shrunk, max_abs_diff, shrink_model
-from causalprune.data.spec import InputSpec
 from causalprune.storage import write_json
+from causalprune.structured.flops import layer_macs
 from causalprune.structured.plan import structure_report
+from causalprune.structured.shrink import load_shrunk, max_abs_diff, shrink_model
 
 from .nets import ResidualNet
 

@@ -9,7 +9,7 @@ import torch
 from sklearn.linear_model import Lasso
 
 from causalprune.errors import ConfigError, DataError
-from causalprune.solvers import FeatureBlock, SOLVERS, solve_exact
+from causalprune.solvers import SOLVERS, FeatureBlock, solve_exact
 
 
 def sklearn_lasso(X: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:

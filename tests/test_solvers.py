@@ -8,8 +8,16 @@ import pytest
 import torch
 
 from causalprune.errors import CheckpointError, ConfigError, DataError
-from causalprune.solvers import (SOLVERS, FeatureBlock, LassoSchedule, OnlineLasso, get_solver, lasso_sgd,
-                                 solve_online, solve_reference)
+from causalprune.solvers import (
+    SOLVERS,
+    FeatureBlock,
+    LassoSchedule,
+    OnlineLasso,
+    get_solver,
+    lasso_sgd,
+    solve_online,
+    solve_reference,
+)
 from causalprune.storage import load_checkpoint, save_checkpoint
 
 BACKENDS = ["numba", "torch"]

@@ -13,12 +13,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from causalprune.record import spill as spill_mod
 from causalprune.config import Config
 from causalprune.errors import RecordMemoryError
 from causalprune.masks import apply_masks, ones_masks, weight_of
-from causalprune.models import prunable_layers
 from causalprune.methods import causal_decision
+from causalprune.models import prunable_layers
+from causalprune.record import spill as spill_mod
 from causalprune.record.recorder import Recorder
 from causalprune.record.spill import SpillFile, chunk_rows
 

@@ -8,15 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from causalprune.config import Config
+from causalprune.data.spec import InputSpec
 from causalprune.experiment import Experiment
-from causalprune.record.features import group_ids
-from causalprune.structured.flops import layer_macs
 from causalprune.masks import apply_masks, ones_masks, read_masks
 from causalprune.methods import causal_decision
 from causalprune.paths import RunPaths
+from causalprune.record.features import group_ids
 from causalprune.record.recorder import Recorder
 from causalprune.solvers.blocks import block_features
-from causalprune.data.spec import InputSpec
+from causalprune.structured.flops import layer_macs
 from causalprune.structured.plan import structure_report
 
 from .nets import ResidualNet

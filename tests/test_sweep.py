@@ -18,10 +18,20 @@ from causalprune.config import Config, config_from_dict
 from causalprune.errors import ConfigError, EmptyLayerError
 from causalprune.paths import RunPaths
 from causalprune.presets import preset_values
-from causalprune.storage import write_json
-from causalprune.sweep import (BASELINES, SweepSpec, baseline_configs, causal_configs, magnitude_targets,
-                               parse_grid, parse_ints, planned_count, run_sweep, sweep_dir)
 from causalprune.results.sweep_files import phase_curves, phase_widths, read_sweep_rows, varied_params
+from causalprune.storage import write_json
+from causalprune.sweep import (
+    BASELINES,
+    SweepSpec,
+    baseline_configs,
+    causal_configs,
+    magnitude_targets,
+    parse_grid,
+    parse_ints,
+    planned_count,
+    run_sweep,
+    sweep_dir,
+)
 
 
 @pytest.fixture

@@ -33,8 +33,17 @@ from .models import MODELS, build_model
 from .paths import RunPaths
 from .results.summary import build_summary
 from .runstate import RunState
-from .storage import (FolderLock, clear_folder, load_checkpoint, lock_folder, read_json, remove_stale_temporaries,
-                      save_checkpoint, save_tensors, write_json)
+from .storage import (
+    FolderLock,
+    clear_folder,
+    load_checkpoint,
+    lock_folder,
+    read_json,
+    remove_stale_temporaries,
+    save_checkpoint,
+    save_tensors,
+    write_json,
+)
 from .structured.plan import structure_report
 from .tblog import TensorBoardLog
 from .train import EarlyStopping, epoch_seed, evaluate, first_samples_loss, global_batch_loss, train_epoch

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from .config import Config
+from .dist import MeanLossOverRanks
 from .errors import ConfigError
 from .masks import Masks, apply_masks, check_not_empty, combine, current_masks
-from .dist import MeanLossOverRanks
 from .methods.causal import causal_decision
 from .record.recorder import Recorder
 

@@ -12,8 +12,8 @@ import csv
 import io
 from typing import Any
 
-from .paths import RunPaths
 from .errors import CheckpointError
+from .paths import RunPaths
 from .storage import read_json, write_json, write_text
 
 __all__ = ["RunState", "METRIC_COLUMNS"]

@@ -35,8 +35,6 @@ def model_table(dataset: str) -> list[dict]:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..models import MODELS
-
     rows = model_table(args.dataset)
     print(f"{'model':<15} {'input':<16} {'parameters':>14} {'prunable weights':>17}")
     for r in rows:

@@ -15,8 +15,6 @@ import torch
 
 from ..dist.env import resolve_device
 from ..errors import ConfigError
-from .sizes import default_size
-from .spec import InputSpec
 from .batches import DeviceBatches, Finisher, LoaderBatches
 from .cifar10 import load_cifar10
 from .digits import load_digits
@@ -24,6 +22,8 @@ from .fashion_mnist import load_fashion_mnist
 from .imagefolder import load_imagefolder
 from .imagenet import load_imagenet
 from .sets import ArraySet, Source, materialise
+from .sizes import default_size
+from .spec import InputSpec
 from .split import split_indices
 from .synthetic import DEFAULT_SHAPE, check_shape, load_synthetic
 from .tinyimagenet import load_tinyimagenet

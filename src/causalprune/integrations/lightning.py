@@ -35,8 +35,8 @@ except ImportError:  # the older package name
         raise ImportError("causalprune.integrations.lightning needs Lightning: "
                           "pip install 'causalprune[lightning]'") from None
 
-from ..dist.agree import agree_on_masks
 from ..config import Config
+from ..dist.agree import agree_on_masks
 from ..errors import ConfigError
 from ..masks import apply_masks, ones_masks, sparsity
 from ..models import prunable_layers

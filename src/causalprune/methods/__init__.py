@@ -15,8 +15,15 @@ from typing import Callable
 
 from ..errors import ConfigError
 from .base import Decision, Method, PruneContext
-from .baselines import (Magnitude, NoPruning, RandomPruning, layer_target_counts, magnitude_decision, random_decision,
-                        schedule_counts)
+from .baselines import (
+    Magnitude,
+    NoPruning,
+    RandomPruning,
+    layer_target_counts,
+    magnitude_decision,
+    random_decision,
+    schedule_counts,
+)
 from .causal import Causal, causal_decision
 
 __all__ = ["Decision", "PruneContext", "Method", "METHODS", "get_method", "causal_decision", "magnitude_decision",

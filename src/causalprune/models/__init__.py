@@ -11,8 +11,8 @@ from typing import Callable
 
 from torch import nn
 
-from ..errors import ConfigError
 from ..data.spec import InputSpec
+from ..errors import ConfigError
 from .alexnet import build_alexnet, build_alexnet32
 from .lenet import build_lenet
 from .mlp import build_mlp

@@ -13,8 +13,8 @@ import torch
 import torchvision
 from torch import nn
 
-from ..errors import ConfigError
 from ..data.spec import InputSpec
+from ..errors import ConfigError
 
 __all__ = ["AlexNet32", "build_alexnet", "build_alexnet32"]
 

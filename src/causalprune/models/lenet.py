@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..errors import ConfigError
 from ..data.spec import InputSpec
+from ..errors import ConfigError
 
 __all__ = ["LeNet", "build_lenet", "lenet_kernel", "lenet_min_size"]
 

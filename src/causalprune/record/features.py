@@ -19,8 +19,8 @@ from typing import Sequence
 
 import torch
 
-from .slots import LayerSlot
 from ..solvers import FeatureBlock
+from .slots import LayerSlot
 
 __all__ = ["LayerFeatures", "group_ids", "layer_features", "expand_keep"]
 

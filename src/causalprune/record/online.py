@@ -23,11 +23,11 @@ from torch import nn
 
 from ..config import Config
 from ..errors import TrainingError
-from .features import LayerFeatures, layer_features
 from ..masks import Masks
-from .recorder import Recorder
 from ..solvers import LassoSchedule, OnlineLasso
 from ..solvers.blocks import block_features
+from .features import LayerFeatures, layer_features
+from .recorder import Recorder
 
 __all__ = ["OnlineCausal"]
 

@@ -21,7 +21,6 @@ budget (``--record-budget``, default 90% of free memory) is spilled to a memory-
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import torch
 from torch import nn

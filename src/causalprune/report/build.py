@@ -13,11 +13,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import html as h
-from .sections import (config_section, flatness_section, landscape_section, overlap_section,
-                       per_layer_section, phase_section, runs_section)
 from ..results.runs import CURVES, read_runs
 from ..storage import write_text
+from . import html as h
+from .sections import (
+    config_section,
+    flatness_section,
+    landscape_section,
+    overlap_section,
+    per_layer_section,
+    phase_section,
+    runs_section,
+)
 
 __all__ = ["build_report", "report_rows"]
 

@@ -11,10 +11,10 @@ import io
 from pathlib import Path
 from typing import Any
 
-from . import html as h
 from ..config import Config
 from ..presets import PAPER_TABLE2
 from ..results.runs import run_masks
+from . import html as h
 
 __all__ = ["runs_section", "phase_section", "overlap_section", "per_layer_section", "flatness_section",
            "landscape_section", "config_section", "MAX_ALL_PAIRS"]

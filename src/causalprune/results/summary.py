@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from ..config import Config
-from ..structured.flops import forward_macs
+from ..data.spec import InputSpec
 from ..masks import Masks, layer_sparsity, sparsity, weight_of
 from ..models import prunable_layers
-from ..data.spec import InputSpec
+from ..structured.flops import forward_macs
 
 __all__ = ["build_summary", "efficiency"]
 

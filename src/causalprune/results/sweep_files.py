@@ -15,8 +15,8 @@ from typing import Any
 
 from ..config import Config
 from ..paths import SweepPaths
-from .runs import CURVES
 from ..storage import write_json, write_text
+from .runs import CURVES
 
 __all__ = ["CSV_COLUMNS", "WIDTH_DEFINITION", "phase_curves", "phase_widths", "varied_params",
            "write_sweep_outputs", "read_sweep_rows"]

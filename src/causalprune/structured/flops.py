@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..data.spec import InputSpec
 from ..masks import Masks
 from ..models import PRUNABLE_TYPES
-from ..data.spec import InputSpec
 
 __all__ = ["layer_macs", "forward_macs"]
 

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from ..data.spec import InputSpec
 from ..errors import ConfigError
 from ..models import PRUNABLE_TYPES
-from ..data.spec import InputSpec
 
 __all__ = ["Interface", "Chain", "trace_chain"]
 

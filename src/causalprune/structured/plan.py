@@ -26,11 +26,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .fx_chain import Chain, trace_chain
-from ..errors import ConfigError
-from .flops import layer_macs
-from ..masks import Masks
 from ..data.spec import InputSpec
+from ..errors import ConfigError
+from ..masks import Masks
+from .flops import layer_macs
+from .fx_chain import Chain, trace_chain
 
 __all__ = ["Plan", "plan_structure", "dead_filters", "dead_inputs", "structure_report"]
 

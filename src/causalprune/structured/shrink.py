@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.spec import InputSpec
 from ..errors import CheckpointError, ConfigError, DataError
 from ..masks import Masks, make_permanent
-from ..data.spec import InputSpec
 from .plan import Plan, plan_structure
 
 __all__ = ["shrink_model", "apply_widths", "load_shrunk", "max_abs_diff", "shrink_run"]
@@ -167,12 +167,12 @@ def max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor, dtype: torch.dtype
 def _check_run_is_chain(run_dir) -> None:
     """Refuse a non-chain model from the run's config alone, before loading any data."""
     from ..config import Config, config_from_dict
-    from .fx_chain import trace_chain
     from ..data import dataset_spec
     from ..masks import apply_masks, ones_masks
     from ..models import build_model
     from ..paths import RunPaths
     from ..storage import read_json
+    from .fx_chain import trace_chain
 
     paths = RunPaths(run_dir)
     if not paths.config.is_file():
@@ -191,12 +191,12 @@ def shrink_run(run_dir, out=None, *, device: str = "cpu", data_dir: str = "", to
     validation inputs (max |diff| <= ``tol``), and save it. Returns the report (also the JSON)."""
     from pathlib import Path
 
-    from ..results.flatness import load_final_model
     from ..errors import MaskError
-    from .flops import layer_macs
     from ..masks import current_masks
     from ..paths import RunPaths
+    from ..results.flatness import load_final_model
     from ..storage import save_checkpoint, write_json
+    from .flops import layer_macs
 
     _check_run_is_chain(run_dir)
     model, cfg, data = load_final_model(run_dir, device, data_dir)
