@@ -30,8 +30,9 @@ from causalprune.storage import load_tensors, read_json
 
 GOLDEN = Path(__file__).parent / "golden"
 WRITE = os.environ.get("CAUSALPRUNE_WRITE_GOLDEN") == "1"
-# Wall-clock figures differ from run to run; everything else in summary.json must not.
-TIMING = {"wall_seconds", "record_seconds", "lasso_seconds"}
+# Wall-clock figures differ from run to run, and the environment (torch, CPU) from machine to machine;
+# everything else in summary.json must not.
+TIMING = {"wall_seconds", "record_seconds", "lasso_seconds", "environment"}
 
 # The quick protocol on scikit-learn's digits, once per method, solver, granularity and scope.
 CASES: dict[str, dict] = {

@@ -117,3 +117,28 @@ def test_loss_samples_records_the_first_k_samples_and_trains_on_all(tiny_net):
     assert torch.allclose(rec.losses[:6].float(), torch.tensor(expected), atol=1e-6)
     assert torch.equal(_flat(tiny_net), _flat(twin)), "the step must still use the whole batch"
     assert max(abs(a - b) for a, b in zip(whole, expected)) > 1e-2, "subset and whole batch must differ here"
+
+
+def test_the_last_partial_minibatch_is_recorded_with_its_own_mean_loss(tiny_net):
+    """docs/method.md §1: an epoch's last, smaller minibatch is recorded like the others. Its step is
+    a row of the recording (so the rows still add up to the training path) and its L_t is the
+    mean loss over its own samples."""
+    import copy
+
+    from causalprune.train import train_epoch
+
+    lr = 0.05
+    g = torch.Generator().manual_seed(3)
+    batches = [(torch.randn(n, 1, 6, 6, generator=g), torch.randint(0, 3, (n,), generator=g)) for n in (8, 8, 3)]
+    twin = copy.deepcopy(tiny_net)
+    start = _flat(tiny_net).clone()
+    rec = Recorder(tiny_net, ones_masks(tiny_net), lr=lr, max_steps=3, dtype="fp32")
+    train_epoch(tiny_net, _Epochs(batches), torch.optim.SGD(tiny_net.parameters(), lr=lr), seed=0, callbacks=[rec])
+    assert rec.steps == 3
+    opt = torch.optim.SGD(twin.parameters(), lr=lr)
+    for x, y in batches:
+        loss = F.cross_entropy(twin(x), y)
+        opt.zero_grad(); loss.backward(); opt.step()
+    assert float(rec.losses[2]) == pytest.approx(float(loss.detach()), abs=1e-6), "the partial batch's own mean"
+    total = rec.deltas().sum(0) * lr  # the rows add up to theta_T - theta_0 (live weights, all here)
+    assert torch.allclose(total, (_flat(tiny_net) - start)[: total.numel()], atol=1e-6)

@@ -31,6 +31,7 @@ from .masks import Masks, apply_masks, check_not_empty, combine, current_masks, 
 from .methods import Decision, PruneContext, get_method
 from .models import MODELS, build_model
 from .paths import RunPaths
+from .results.layers import write_layer_sparsity
 from .results.summary import build_summary
 from .runstate import RunState
 from .storage import (
@@ -302,6 +303,7 @@ class Experiment:
                  + (f" (record {record_s:.1f}s, lasso {lasso_s:.1f}s)" if self.method.records else ""))
         if ddp.is_main():
             save_masks(self.paths.masks(it), new)
+            write_layer_sparsity(self.paths, it)  # the pruning history in kilobytes, for publishing
             if decision.gammas:
                 save_tensors(self.paths.gammas(it), decision.gammas)
             self.tb.iteration(it, new, decision.gammas)

@@ -22,6 +22,8 @@ class RunPaths:
     @property
     def summary(self) -> Path: return self.root / "summary.json"
     @property
+    def layer_sparsity(self) -> Path: return self.root / "layer_sparsity.csv"
+    @property
     def state(self) -> Path: return self.root / "state.json"
     @property
     def lock(self) -> Path: return self.root / ".lock"
@@ -29,7 +31,7 @@ class RunPaths:
     def owned(self) -> list[Path]:
         """Every entry a run writes at the top of its folder: all that --overwrite may remove and
         all that is searched for a killed writer's temporaries. Nothing else is ever touched."""
-        return [self.config, self.metrics, self.summary, self.state, self.log, self.tensorboard, self.analysis,
+        return [self.config, self.metrics, self.summary, self.layer_sparsity, self.state, self.log, self.tensorboard, self.analysis,
                 self.structure, self.shrunk_widths, self.checkpoints, self.masks_dir, self.gammas(1).parent,
                 self.recording(1).parent, self.export("masks", "pt").parent]
     @property

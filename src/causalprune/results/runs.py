@@ -16,7 +16,8 @@ from ..errors import CheckpointError
 from ..paths import RunPaths
 from ..storage import read_json
 
-__all__ = ["read_runs", "read_run", "expand_run_dirs", "curve_of", "run_label", "run_masks", "finite", "CURVES"]
+__all__ = ["read_runs", "read_run", "expand_run_dirs", "curve_of", "run_label", "run_masks", "finite", "CURVES",
+           "summary_table"]
 
 # The curves of the phase-shift comparison, in drawing order.
 CURVES = ("causal", "magnitude", "magnitude (layer-matched)", "random (layer-matched)", "random", "none")
@@ -127,3 +128,19 @@ def run_masks(row: dict[str, Any]):
 def finite(x: Any) -> bool:
     """True for a real, finite number (summary fields can be missing or NaN)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _fmt(x: Any, spec: str) -> str:
+    return format(x, spec) if finite(x) else "—"
+
+
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one line per run with what its summary.json says (unfinished runs show dashes)."""
+    out = ["| run | method | model | data set | seed | L1_coeff | % pruned | test acc. (%) | best val acc. (%) "
+           "| wall (s) |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        l1 = _fmt(r.get("l1_coeff"), ".0e") if r.get("method") == "causal" else "—"
+        out.append(f"| {r['label']} | {r.get('method')} | {r.get('model')} | {r.get('dataset')} | {r.get('seed')} "
+                   f"| {l1} | {_fmt(r.get('percent_pruned'), '.2f')} | {_fmt(r.get('test_accuracy'), '.2f')} "
+                   f"| {_fmt(r.get('best_val_accuracy'), '.2f')} | {_fmt(r.get('wall_seconds'), '.0f')} |")
+    return "\n".join(out) + "\n"

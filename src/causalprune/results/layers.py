@@ -1,0 +1,82 @@
+"""Per-iteration, per-layer sparsity of a run: the small ``layer_sparsity.csv`` every run writes.
+
+It is the run's pruning history in a few kilobytes (no masks needed), so it can be committed
+beside ``summary.json`` as the source of a published per-layer table, and ``causal-prune runs``
+rebuilds that table from it. Older run folders without the file fall back to their masks.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError
+from ..paths import RunPaths
+from ..storage import write_text
+
+__all__ = ["LAYER_COLUMNS", "layer_rows", "write_layer_sparsity", "read_layer_sparsity", "layer_table"]
+
+LAYER_COLUMNS = ("iteration", "layer", "weights", "kept", "percent_pruned")
+
+
+def layer_rows(masks_by_iteration: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (iteration, layer), plus an ``all`` row per iteration (share of every prunable weight)."""
+    rows = []
+    for it in sorted(masks_by_iteration):
+        masks = masks_by_iteration[it]
+        total = kept_total = 0
+        for layer, m in masks.items():
+            n, kept = int(m.numel()), int(m.sum())
+            total, kept_total = total + n, kept_total + kept
+            rows.append({"iteration": it, "layer": layer, "weights": n, "kept": kept,
+                         "percent_pruned": 100.0 * (n - kept) / max(n, 1)})
+        rows.append({"iteration": it, "layer": "all", "weights": total, "kept": kept_total,
+                     "percent_pruned": 100.0 * (total - kept_total) / max(total, 1)})
+    return rows
+
+
+def _masks_by_iteration(paths: RunPaths, upto: int) -> dict[int, dict[str, Any]]:
+    from ..masks import read_masks
+
+    return {it: read_masks(paths.masks(it)) for it in range(1, upto + 1) if paths.masks(it).is_file()}
+
+
+def write_layer_sparsity(paths: RunPaths, iterations_done: int) -> None:
+    """Rewrite the run's layer_sparsity.csv from its saved masks of iterations 1..iterations_done
+    (idempotent: a resumed run writes the same file)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=LAYER_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in layer_rows(_masks_by_iteration(paths, iterations_done)):
+        w.writerow({**r, "percent_pruned": f"{r['percent_pruned']:.6f}"})
+    write_text(paths.layer_sparsity, buf.getvalue())
+
+
+def read_layer_sparsity(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of a run's layer_sparsity.csv, or rebuilt from its masks when the file is absent."""
+    paths = RunPaths(run_dir)
+    if paths.layer_sparsity.is_file():
+        try:
+            with open(paths.layer_sparsity, newline="", encoding="utf-8") as fh:
+                return [{"iteration": int(r["iteration"]), "layer": r["layer"], "weights": int(r["weights"]),
+                         "kept": int(r["kept"]), "percent_pruned": float(r["percent_pruned"])}
+                        for r in csv.DictReader(fh)]
+        except (KeyError, ValueError, csv.Error) as exc:
+            raise CheckpointError(f"{paths.layer_sparsity} is not a layer-sparsity table ({exc}); delete it to "
+                                  "rebuild it from the masks") from None
+    n = sum(1 for _ in paths.masks_dir.glob("iter_*.safetensors")) if paths.masks_dir.is_dir() else 0
+    return layer_rows(_masks_by_iteration(paths, n))
+
+
+def layer_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one line per iteration, one column per layer (percent pruned), then all weights."""
+    layers = list(dict.fromkeys(r["layer"] for r in rows if r["layer"] != "all"))
+    cols = layers + ["all"]
+    by = {(r["iteration"], r["layer"]): r["percent_pruned"] for r in rows}
+    iterations = sorted({r["iteration"] for r in rows})
+    out = ["| iteration | " + " | ".join(cols) + " |", "|---:|" + "---:|" * len(cols)]
+    for it in iterations:
+        out.append(f"| {it} | " + " | ".join(f"{by[(it, c)]:.2f}" if (it, c) in by else "—" for c in cols) + " |")
+    return "\n".join(out) + "\n"
