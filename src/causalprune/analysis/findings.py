@@ -12,24 +12,36 @@ Three questions the paper raises and the report answers:
 
 Rows are dicts with ``curve, seed, percent_pruned, test_accuracy, run_dir, match_layers`` (and
 ``eigenvalues`` where analysed), as :func:`causalprune.runs.read_runs` and sweep.csv give them.
-Differences smaller than a tolerance (0.5 points, or twice their standard error over pairs when
-that is larger) are called ties.
+
+The accuracy comparisons are tested (:mod:`causalprune.analysis.stats`, with scipy; ``PAIRING``
+says what a pair is and why the test counts seeds, not pairs), and their verdicts follow the tests
+only. The transition widths and the eigenvalues are compared descriptively, without a test.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from .phase import median_curve
+from .stats import ALPHA, LEVEL, PairedTest, min_units, paired_test
 
-__all__ = ["paired_gaps", "layer_matched_findings", "eigen_findings", "phase_findings", "MIN_TOL"]
+__all__ = ["paired_gaps", "matched_choice", "describe_test", "too_few_seeds", "layer_matched_findings",
+           "eigen_findings", "phase_findings", "MIN_TOL", "PAIRING"]
 
-MIN_TOL = 0.5  # percentage points of accuracy below which two methods are called level
+MIN_TOL = 0.5  # percentage points of accuracy: a difference whose whole interval lies within +-MIN_TOL is "level"
 SPARSITY_SLACK = 0.5  # points of sparsity by which "equal sparsity" may differ at a curve's ends
+
+PAIRING = ("A pair is a causal run and a baseline run of the same seed at the same sparsity, so both start from "
+           "the same pretrained weights and see the same batches: for a layer-matched baseline, the run made from "
+           "that causal run (--match-layers); for global magnitude, the same seed's magnitude curve at the causal "
+           "run's percent pruned. The pairs of one seed (one per L1_coeff) share that pretraining and are not "
+           "independent, so each seed counts once: its difference is the mean over its pairs. The verdicts follow "
+           f"a two-sided Wilcoxon signed-rank test on these per-seed differences (p < {ALPHA:g}); the sign test "
+           f"and a {LEVEL:.0%} t interval for the mean are shown beside it, and 'level' means the whole interval "
+           f"lies within +-{MIN_TOL} points. Counts over single pairs are descriptive only.")
 
 
 def _ok(r: dict) -> bool:
@@ -44,61 +56,102 @@ def _key(path: Any) -> str:
     return Path(str(path)).name if path else ""
 
 
-def _stats(diffs: Sequence[float]) -> dict[str, Any]:
-    d = np.asarray(diffs, dtype=float)
-    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
-    tol = max(MIN_TOL, 2 * se)
-    mean = float(d.mean()) if len(d) else math.nan
-    verdict = "none" if not len(d) else "higher" if mean > tol else "lower" if mean < -tol else "level"
-    return {"mean": mean, "n": int(len(d)), "se": se, "tol": tol, "verdict": verdict}
+def _gap(t: PairedTest) -> dict[str, Any]:
+    return {"mean": t.mean, "n": t.n, "pairs": t.pairs, "verdict": t.verdict, "test": t}
+
+
+def _twins(rows: list[dict], curve: str) -> dict[str, dict]:
+    """causal run name -> the run of ``curve`` made from it with --match-layers."""
+    return {_key(r.get("match_layers")): r for r in rows if r.get("curve") == curve and _ok(r)}
 
 
 def paired_gaps(rows: list[dict], other: str) -> dict[str, Any]:
-    """acc(causal) - acc(other) over pairs at equal sparsity: for a layer-matched curve the run
-    made from that causal run (``match_layers``), for a global curve the other curve's median
-    accuracy interpolated at the causal run's percent pruned (inside its range only)."""
+    """acc(causal) - acc(other) over the pairs of ``PAIRING`` (for a global curve, the same seed's
+    runs interpolated at the causal run's percent pruned, inside their range only), tested per seed."""
     causal = [r for r in rows if r.get("curve") == "causal" and _ok(r)]
-    others = [r for r in rows if r.get("curve") == other and _ok(r)]
-    diffs = []
+    seeds, diffs = [], []
     if "layer-matched" in other:
-        by_source = {_key(r.get("match_layers")): r for r in others}
+        by_source = _twins(rows, other)
         for c in causal:
             twin = by_source.get(_key(c["run_dir"]))
             if twin is not None:
+                seeds.append(c.get("seed"))
                 diffs.append(c["test_accuracy"] - twin["test_accuracy"])
-    elif others:
-        curve = median_curve([(r["percent_pruned"], r["test_accuracy"], r.get("seed", 0)) for r in others])
-        # Sparsity is an outcome, so a target copied from causal lands a hair off; within
-        # SPARSITY_SLACK points of the curve's ends the end value stands in (np.interp clips).
-        lo, hi = float(curve["x"][0]) - SPARSITY_SLACK, float(curve["x"][-1]) + SPARSITY_SLACK
+    else:
+        per_seed: dict[Any, list[tuple[float, float]]] = {}
+        for r in rows:
+            if r.get("curve") == other and _ok(r):
+                per_seed.setdefault(r.get("seed"), []).append((r["percent_pruned"], r["test_accuracy"]))
         for c in causal:
-            if lo <= c["percent_pruned"] <= hi:
-                diffs.append(c["test_accuracy"] - float(np.interp(c["percent_pruned"], curve["x"], curve["median"])))
-    return _stats(diffs)
+            pts = sorted(per_seed.get(c.get("seed"), []))
+            if not pts:
+                continue
+            xs, ys = [x for x, _ in pts], [y for _, y in pts]
+            # Sparsity is an outcome, so a target copied from causal lands a hair off; within
+            # SPARSITY_SLACK points of the curve's ends the end value stands in (np.interp clips).
+            if xs[0] - SPARSITY_SLACK <= c["percent_pruned"] <= xs[-1] + SPARSITY_SLACK:
+                seeds.append(c.get("seed"))
+                diffs.append(c["test_accuracy"] - float(np.interp(c["percent_pruned"], xs, ys)))
+    return _gap(paired_test(seeds, diffs, margin=MIN_TOL))
 
 
-def _firm(g: dict) -> bool:
-    """A tie is informative only when the pairs agree (a tolerance near MIN_TOL), not when the
-    spread between pairs is so wide that any small difference would be called a tie."""
-    return g["tol"] <= 2 * MIN_TOL
+def matched_choice(rows: list[dict]) -> dict[str, Any]:
+    """acc(layer-matched magnitude) - acc(layer-matched random), paired by the causal run both copy."""
+    mat, rnd = _twins(rows, "magnitude (layer-matched)"), _twins(rows, "random (layer-matched)")
+    seeds, diffs = [], []
+    for c in rows:
+        k = _key(c.get("run_dir"))
+        if c.get("curve") == "causal" and _ok(c) and k in mat and k in rnd:
+            seeds.append(c.get("seed"))
+            diffs.append(mat[k]["test_accuracy"] - rnd[k]["test_accuracy"])
+    return _gap(paired_test(seeds, diffs, margin=MIN_TOL))
 
 
 def _pp(x: float) -> str:
     return f"{abs(x):.2f} points"
 
 
+def _n(k: int, word: str) -> str:
+    return f"{k} {word}" + ("" if k == 1 else "s")
+
+
+def describe_test(t: PairedTest, ahead: str = "causal ahead") -> str:
+    """The numbers behind a verdict, in one clause."""
+    lo, hi = t.interval
+    interval = (f"{LEVEL:.0%} t interval {lo:+.2f} to {hi:+.2f}" if math.isfinite(lo)
+                else "no interval from a single seed")
+    return (f"mean per-seed difference {t.mean:+.2f} points over {_n(t.n, 'seed')}, {interval}; {ahead} in "
+            f"{t.sign.positive} of {_n(t.n, 'seed')}, sign test p = {t.sign.pvalue:.3g}, signed-rank test "
+            f"p = {t.signed_rank_p:.3g}")
+
+
+def too_few_seeds(n: int) -> str:
+    """The sentence that says when no verdict can be significant, whatever the data ('' otherwise)."""
+    need = min_units(ALPHA)
+    return (f"With {_n(n, 'seed')}, no two-sided sign or signed-rank test can reach p < {ALPHA:g}, whatever the "
+            f"differences; at least {need} seeds are needed." if 0 < n < need else "")
+
+
+def _pairs(t: PairedTest, who: str = "causal") -> str:
+    if t.pairs <= t.n:
+        return ""
+    return (f" Descriptively, {who} is ahead in {t.pairs_positive} and behind in {t.pairs_negative} of the "
+            f"{t.pairs} single pairs; the pairs of one seed share its pretrained weights, so they are not "
+            "tested as independent.")
+
+
 def _gap_sentence(g: dict, name: str) -> str:
     if g["verdict"] == "none":
         return f"There is no {name} run to compare with causal at equal sparsity."
-    where = f"over {g['n']} pair(s) at equal sparsity"
-    if g["verdict"] == "level" and _firm(g):
-        return (f"Causal and {name} are level {where} (mean difference {g['mean']:+.2f} points, "
-                f"within the tolerance of {g['tol']:.2f}).")
+    t: PairedTest = g["test"]
+    nums = describe_test(t)
     if g["verdict"] == "level":
-        return (f"Causal and {name} cannot be told apart {where}: the mean difference of {g['mean']:+.2f} points "
-                f"is within the spread between pairs (tolerance {g['tol']:.2f}); more seeds would settle it.")
+        return (f"Causal and {name} are level: {nums}; the whole interval lies within +-{MIN_TOL} points."
+                + _pairs(t))
+    if g["verdict"] == "inconclusive":
+        return f"Causal and {name} cannot be told apart with these runs: {nums}, not significant.{_pairs(t)}"
     word = "more" if g["verdict"] == "higher" else "less"
-    return f"Causal reaches {_pp(g['mean'])} {word} test accuracy than {name} {where}."
+    return f"Causal reaches {_pp(g['mean'])} {word} test accuracy than {name}: {nums}.{_pairs(t)}"
 
 
 def layer_matched_findings(rows: list[dict]) -> dict[str, Any]:
@@ -111,7 +164,7 @@ def layer_matched_findings(rows: list[dict]) -> dict[str, Any]:
         text.append("Without layer-matched runs the report cannot separate how much each layer loses from "
                     "which weights are chosen; run `causal-prune sweep` (it adds them) or "
                     "`causal-prune run --method magnitude --match-layers CAUSAL_RUN`.")
-    elif mat["verdict"] == "level" and not _firm(mat):
+    elif mat["verdict"] == "inconclusive":
         text.append("The layer-matched comparison is inconclusive with these runs, so it cannot yet say whether "
                     "causal's result comes from how much each layer loses or from which weights it picks.")
     elif mat["verdict"] == "level":
@@ -129,19 +182,20 @@ def layer_matched_findings(rows: list[dict]) -> dict[str, Any]:
     else:
         text.append("Within each layer magnitude picks better weights than causal; any advantage of causal "
                     "comes from how much it prunes per layer.")
-    if rnd["verdict"] != "none" and mat["verdict"] != "none":
-        diff = rnd["mean"] - mat["mean"]  # = acc(magnitude matched) - acc(random matched), on average
-        tol = max(rnd["tol"], mat["tol"])
-        if diff > tol:
-            size = "so which weights are pruned matters at these sparsities"
-        elif diff < -tol:
-            size = "so which weights are pruned matters, and magnitude's choice is worse than chance"
-        elif tol <= 2 * MIN_TOL:
-            size = "so which weights are pruned matters little at these sparsities"
-        else:
-            size = f"but the spread between pairs (tolerance {tol:.2f}) is too wide to tell whether that matters"
-        text.append(f"At the same per-layer sparsities, magnitude's choice of weights gives {diff:+.2f} points of "
-                    f"accuracy over a random choice, {size}.")
+    choice = matched_choice(rows)
+    if choice["verdict"] != "none":
+        size = {"higher": "so which weights are pruned matters at these sparsities.",
+                "lower": "so which weights are pruned matters, and magnitude's choice is worse than chance.",
+                "level": "so which weights are pruned matters little at these sparsities.",
+                "inconclusive": "which is not significant, so these runs cannot tell whether that choice "
+                                "matters."}[choice["verdict"]]
+        text.append(f"At the same per-layer sparsities, magnitude's choice of weights gives {choice['mean']:+.2f} "
+                    f"points of accuracy over a random choice ({describe_test(choice['test'], 'magnitude ahead')}), "
+                    f"{size}")
+    g["magnitude vs random (layer-matched)"] = choice
+    few = too_few_seeds(max(x["n"] for x in g.values()))
+    if few and any(x["verdict"] == "inconclusive" for x in g.values()):
+        text.append(few)
     return {"gaps": g, "text": text}
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 __all__ = ["register"]
 
@@ -23,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--masks-csv", nargs="+", default=[], metavar="CSV",
                    help="overlaps.csv file(s) written by `causal-prune masks`, shown as tables")
     p.add_argument("--title", default=None, help="page title (default: derived from the models and data sets)")
+    p.add_argument("--findings", action="store_true",
+                   help="print the findings of --sweep, computed from its sweep.csv alone (no run folders "
+                        "needed), and write no HTML")
     p.set_defaults(handler=handle)
 
 
@@ -30,11 +31,16 @@ def handle(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..report.build import build_report, describe, report_rows
 
+    if args.findings:
+        if not args.sweep or args.runs:
+            raise ConfigError("--findings reads a sweep.csv alone; pass --sweep DIR and no run folders")
+        from ..report.build import sweep_findings
+
+        print(sweep_findings(args.sweep))
+        return 0
     if not args.runs and not args.sweep:
         raise ConfigError("report needs run folders and/or --sweep DIR; e.g. causal-prune report runs/causal-* --out r.html")
-    command = "causal-prune " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["report"] else ""
-    out = build_report(list(args.runs), args.out, sweep=args.sweep, masks_csv=args.masks_csv, title=args.title,
-                       command=command)
+    out = build_report(list(args.runs), args.out, sweep=args.sweep, masks_csv=args.masks_csv, title=args.title)
     shown, _, _ = report_rows(list(args.runs), args.sweep)
     print(describe(shown))
     print(f"report: {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained; open it in any browser)")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..config import Config
 from ..presets import PAPER_TABLE2
@@ -124,7 +125,8 @@ def _overlap_rows(pairs: list[tuple[dict, dict]], masks: dict[str, Any]) -> list
     return rows
 
 
-def overlap_section(rows: list[dict], masks_csv: list[str], figs: Path) -> str:
+def overlap_section(rows: list[dict], masks_csv: list[str], figs: Path, show: Callable[[object], str] = str) -> str:
+    """Overlap heat maps and tables; ``show`` turns a file path into the form the page may print."""
     from ..analysis import plot_overlaps
 
     groups: dict[tuple, list[dict]] = {}
@@ -161,21 +163,21 @@ def overlap_section(rows: list[dict], masks_csv: list[str], figs: Path) -> str:
         out = ("<p>Percent of all prunable weights pruned by both runs, by only one, or by neither (paper Fig. 1b). "
                "'Both if independent' is the overlap two unrelated masks of these sparsities would have.</p>" + out)
     for path in masks_csv:
-        out += _csv_block(Path(path))
+        out += _csv_block(Path(path), show)
     return out or _note("Fewer than two runs of one model with final masks: nothing to compare. "
                         "`causal-prune masks RUN...` writes overlaps.csv to pass with --masks-csv.")
 
 
-def _csv_block(path: Path) -> str:
+def _csv_block(path: Path, show: Callable[[object], str]) -> str:
     from ..errors import CheckpointError
 
     if not path.is_file():
         raise CheckpointError(f"--masks-csv {path} does not exist; pass the overlaps.csv written by `causal-prune masks`")
     rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
     if not rows:
-        return _note(f"{path} is empty")
+        return _note(f"{show(path)} is empty")
     body = [[h.fmt(float(v)) if _is_float(v) else v for v in r] for r in rows[1:]]
-    out = f"<h3>{h.esc(path)}</h3>" + h.table(rows[0], body, left=2)
+    out = f"<h3>{h.esc(show(path))}</h3>" + h.table(rows[0], body, left=2)
     png = path.with_suffix(".png")
     return out + (h.img_file(png, f"heat maps of {path.name}") if png.is_file() else "")
 
@@ -228,13 +230,19 @@ def landscape_section(rows: list[dict]) -> str:
                               "directions (pruned weights stay zero).") for r in have)
 
 
-def config_section(rows: list[dict]) -> str:
+def config_section(rows: list[dict], show: Callable[[object], str] = str) -> str:
+    """Each run's settings; run folders and path-valued settings (--out, --match-layers, ...) pass
+    through ``show``, so that the page prints no absolute path."""
     defaults = Config().to_dict()
-    out = "<p>Settings that differ from the defaults are in bold.</p>"
+    out = "<p>Settings that differ from the defaults are in bold; paths are relative to this report's folder.</p>"
     for r in rows:
         cfg = r["config"]
-        body = [[h.esc(k), f'<b class="nd">{h.esc(v)}</b>' if defaults.get(k, v) != v else h.esc(v)]
-                for k, v in sorted(cfg.items())]
+        body = [[h.esc(k), f'<b class="nd">{h.esc(_shown(v, show))}</b>' if defaults.get(k, v) != v
+                 else h.esc(_shown(v, show))] for k, v in sorted(cfg.items())]
         table = h.table(["setting", "value"], body, left=2, raw=True)
-        out += h.details(f"{r['label']}: {r['run_name']}", f"<p>{h.esc(r['run_dir'])}</p>{table}")
+        out += h.details(f"{r['label']}: {r['run_name']}", f"<p>{h.esc(show(r['run_dir']))}</p>{table}")
     return out
+
+
+def _shown(value: Any, show: Callable[[object], str]) -> Any:
+    return show(value) if isinstance(value, str) and os.path.isabs(value) else value
