@@ -50,10 +50,12 @@ def _git_commit() -> str:
 def machine() -> dict:
     """What the figures were measured on (they mean little without it)."""
     mem = proc_status("/proc/meminfo").get("MemTotal", 0)
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    cuda = torch.cuda.is_available()
+    gpu = torch.cuda.get_device_name(0) if cuda else None
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "ram_bytes": mem, "gpu": gpu, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "load_average": list(os.getloadavg()),
+            "ram_bytes": mem, "cuda_available": cuda, "gpu": gpu, "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "load_average": list(os.getloadavg()),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": _git_commit()}
 
 

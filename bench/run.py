@@ -27,7 +27,7 @@ from benchutil import ROOT, machine  # noqa: E402
 
 from causalprune.storage import read_json, write_json, write_text  # noqa: E402
 
-__all__ = ["SECTIONS", "main", "render"]
+__all__ = ["SECTIONS", "main", "render", "gpu_line", "cuda_available"]
 
 # name -> (module, title); the order of BENCHMARKS.md.
 SECTIONS: dict[str, tuple[str, str]] = {
@@ -38,9 +38,9 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "alexnet32": ("bench_alexnet32", "Memory-bounded mode: AlexNet32 (23.2M weights) pruning phase"),
     "pipeline": ("bench_pipeline", "Input pipeline (epoch time per pipeline)"),
 }
-GPU_REFERENCE = """No GPU was available in this session: every figure above is from the CPU. The recording buffer and
-the solver live on the training device (``--device cuda``; the solver's torch path runs there), so the
-GPU goals below are still open and can be measured with `python bench/run.py --only lasso` on a GPU machine.
+GPU_REFERENCE = """Every figure above is from the CPU. The recording buffer and the solver live on the training device
+(``--device cuda``; the solver's torch path runs there), but no section of this suite times them on a GPU
+yet: the GPU goals below stay open whatever the machine.
 
 Reference (the authors' version, method-facts §8), per Lasso sample (one SGD update of gamma), 3 epochs:
 
@@ -53,6 +53,19 @@ Reference (the authors' version, method-facts §8), per Lasso sample (one SGD up
 
 For orientation (issue 5): a plain vectorised torch loop gets about 10x and 24x on an H200, a CUDA graph
 about 46x at the small size; the rest needs one fused pass over x, gamma and q per sample."""
+
+
+def cuda_available(m: dict) -> bool:
+    """Whether torch saw a CUDA device on the machine of ``m`` (results written before the
+    ``cuda_available`` field existed: whether they name a GPU)."""
+    return bool(m.get("cuda_available", m.get("gpu") is not None))
+
+
+def gpu_line(m: dict) -> str:
+    """What the run found: ``torch.cuda.is_available()`` and, when True, the name of device 0."""
+    if cuda_available(m):
+        return f"CUDA: torch.cuda.is_available() is True; device 0 is {m['gpu']}."
+    return "CUDA: torch.cuda.is_available() is False; no GPU was available in this session."
 
 
 def _command(name: str, quick: bool) -> str:
@@ -134,13 +147,14 @@ def render(results: dict) -> str:
             lines.append(f"| {g['figure']}{note} | {g['shown']} | {g['goal']} | {_status(g)} | `{sec['command']}` |")
         if sec["error"]:
             lines.append(f"| {sec['title']} | failed | | **error** | `{sec['command']}` |")
-    lines += ["| Lasso on a GPU, d = 625,500 / 16,781,312 | no GPU in this session | <= 23 µs / <= 183 µs | "
+    found = f"not timed on {m['gpu']}" if cuda_available(m) else "no GPU in this session"
+    lines += [f"| Lasso on a GPU, d = 625,500 / 16,781,312 | {found} | <= 23 µs / <= 183 µs | "
               "not measured | see the GPU section |"]
     for i, (name, sec) in enumerate(ordered, 1):
         lines += ["", f"## {i}. {sec['title']}", "",
                   f"`{sec['command']}` (module `{sec['module']}`; {sec['date']}, {sec['seconds']:.0f} s)", ""]
         lines.append(f"**Failed:** `{sec['error']}`" if sec["error"] else _body(sec["markdown"]))
-    lines += ["", f"## {len(ordered) + 1}. GPU", "", GPU_REFERENCE, ""]
+    lines += ["", f"## {len(ordered) + 1}. GPU", "", gpu_line(m), "", GPU_REFERENCE, ""]
     return "\n".join(lines)
 
 
@@ -158,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or list(SECTIONS)
     t0 = time.perf_counter()
     start_machine = machine()
+    print(f"[bench] {gpu_line(start_machine)}", file=sys.stderr, flush=True)
     sections = {}
     for name in names:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)

@@ -140,15 +140,60 @@ def test_exact_refuses_what_does_not_fit(tiny_net, monkeypatch):
     with pytest.raises(RecordMemoryError, match="--scope layer"):
         causal_decision(rec, Config(solver="exact", scope="network", l1_coeff=1e-9), torch.Generator())
 
+def _fit_on_devices(tiny_net, devices, steps=12, lr=2.0 ** -4, online_l1=1e-7):
+    """One training run on the CPU, recorded as it goes by a Recorder and an OnlineCausal on each of
+    ``devices`` (the recorder takes the weights to its own device), so every device fits the same
+    samples: dtheta is a float32 difference and lr a power of two, so dtheta / lr is exact on any device
+    (CUDA divides by a scalar as a product with its reciprocal). Per device: the recorder, the exact
+    decision, the online gammas and the online decision. The exact penalty is half the smallest
+    alpha_max of the layers (on the first device's recording), so each layer keeps some weights but
+    at most T."""
+    masks = ones_masks(tiny_net)
+    recs = [Recorder(tiny_net, masks, lr=lr, max_steps=steps, dtype="fp32", device=torch.device(d)) for d in devices]
+    cfg_on = Config(solver="online", l1_coeff=online_l1, lr_prune=lr, record_dtype="fp32")
+    ons = [OnlineCausal(tiny_net, masks, cfg_on, device=torch.device(d)) for d in devices]
+    opt = torch.optim.SGD(tiny_net.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(5)
+    for _ in range(steps):
+        x, y = torch.randn(8, 1, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
+        loss = F.cross_entropy(tiny_net(x), y)
+        opt.zero_grad(); loss.backward(); opt.step()
+        for cb in recs + ons:
+            cb.after_step(loss)
+    y = recs[0].targets().cpu().double()
+    n = y.numel()
+    alpha = 0.5 * min(float((block_features(lf.blocks[0], slice(0, n), torch.float64).cpu().T @ y).abs().max()) / n
+                      for lf in recs[0].features(momentum=False, granularity="weight"))
+    out = []
+    for rec, on in zip(recs, ons):
+        exact = causal_decision(rec, Config(solver="exact", l1_coeff=alpha), torch.Generator())
+        out.append((rec, exact, on.gammas(), keep_from_gammas(on.layers, on.gammas())))
+    return out
+
+def _assert_same_fits(cpu, dev):
+    """The fits of the same samples on two devices: exact masks equal, online gammas close and masks equal."""
+    (rec_c, exact_c, gam_c, online_c), (rec_d, exact_d, gam_d, online_d) = cpu, dev
+    assert torch.equal(rec_c.deltas(), rec_d.deltas().cpu()) and torch.equal(rec_c.targets(), rec_d.targets().cpu())
+    n = rec_c.targets().numel()
+    for k, m in exact_c.keep.items():
+        assert 1 <= int(m.sum()) <= n, "an exact Lasso that keeps some weights, at most T (else the check is empty)"
+        assert torch.equal(exact_d.keep[k].cpu(), m), f"exact solver: {k} masks differ between devices"
+    for layer_c, layer_d in zip(gam_c, gam_d):
+        for a, b in zip(layer_c, layer_d):
+            assert torch.allclose(b.cpu(), a, rtol=1e-5, atol=1e-6 * float(a.abs().max())), "online gammas differ"
+    flat = torch.cat([m.reshape(-1) for m in online_c.keep.values()])
+    assert bool(flat.any()) and not bool(flat.all()), "a partly pruned online mask (else the check is empty)"
+    for k, m in online_c.keep.items():
+        assert torch.equal(online_d.keep[k].cpu(), m), f"online solver: {k} masks differ between devices"
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_exact_and_online_run_on_the_gpu(tiny_net):
-    tiny_net = tiny_net.cuda()
-    rec = _tiny_recording(tiny_net)
-    keep, mags = causal_decision(rec, Config(solver="exact", l1_coeff=1e-12), torch.Generator())
-    assert all(m.device.type == "cuda" for m in mags.values())
-    on = OnlineCausal(tiny_net, ones_masks(tiny_net), Config(solver="online", l1_coeff=1e-9), device=rec.device)
-    on.after_step(torch.tensor(1.0, device="cuda")), on.after_step(torch.tensor(0.5, device="cuda"))
-    assert keep_from_gammas(on.layers, on.gammas()).keep["fc.weight"].device.type == "cuda"
+def test_exact_and_online_on_the_gpu_match_the_cpu(tiny_net):
+    cpu, gpu = _fit_on_devices(tiny_net, ["cpu", "cuda"])
+    rec, exact, gammas, online = gpu
+    assert rec.buffer.device.type == "cuda" and all(m.device.type == "cuda" for m in exact.gammas.values())
+    assert all(g.device.type == "cuda" for layer in gammas for g in layer)
+    assert all(m.device.type == "cuda" for m in online.keep.values())
+    _assert_same_fits(cpu, gpu)
 
 @pytest.mark.parametrize("settings", [dict(solver="online"), dict(scope="network"),
                                       dict(solver="exact", allow_empty_layers=True)])
