@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
+import torch
 
 from causalprune.cli import main
 from causalprune.experiment import Experiment
@@ -40,15 +39,19 @@ def test_layer_sparsity_csv_is_the_masks_of_every_iteration(run):
     assert [r["iteration"] for r in rows if r["layer"] == "all"] == list(range(1, len(summary["iterations"]) + 1))
 
 
-def test_runs_command_gives_the_same_tables_from_the_committed_artifacts_alone(run, tmp_path, capsys):
+def test_runs_command_gives_the_same_tables_from_the_published_artifacts_alone(run, tmp_path, capsys):
     assert main(["runs", str(run.root), "--layers"]) == 0
     full = capsys.readouterr().out
-    small = tmp_path / run.root.name
-    small.mkdir()
-    for name in ARTIFACTS:
-        shutil.copy(run.root / name, small / name)
+    assert main(["runs", str(run.root), "--publish", str(tmp_path / "pub")]) == 0
+    capsys.readouterr()
+    small = tmp_path / "pub" / run.root.name
+    assert sorted(p.name for p in small.iterdir()) == sorted(ARTIFACTS)
+    for f in small.iterdir():
+        assert str(run.root.parent) not in f.read_text(), f"{f.name} carries the machine's path"
     assert main(["runs", str(small), "--layers"]) == 0
-    assert capsys.readouterr().out == full
+    assert capsys.readouterr().out.replace(str(small), str(run.root)) == full
     summary = read_json(run.summary)
     assert f"{summary['percent_pruned']:.2f}" in full and f"{summary['test_accuracy']:.2f}" in full
     assert "| iteration |" in full and "fc1.weight" in full
+    env = summary["environment"]
+    assert env["torch"] == torch.__version__ and env["threads"] >= 1 and env["cpu_capability"]

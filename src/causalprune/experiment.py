@@ -23,24 +23,21 @@ from typing import Any, Callable
 import torch
 
 from . import dist as ddp
-from .config import Config, config_from_dict, diff_configs
+from .config import Config
 from .data import DATASETS, load_data_for
 from .dist import agree
-from .errors import CausalPruneError, ConfigError
+from .errors import ConfigError
 from .masks import Masks, apply_masks, check_not_empty, combine, current_masks, ones_masks, save_masks, sparsity
 from .methods import Decision, PruneContext, get_method
 from .models import MODELS, build_model
 from .paths import RunPaths
 from .results.layers import write_layer_sparsity
 from .results.summary import build_summary
-from .runstate import RunState
+from .runstate import RunState, prepare_run_dir
 from .storage import (
-    FolderLock,
-    clear_folder,
     load_checkpoint,
     lock_folder,
     read_json,
-    remove_stale_temporaries,
     save_checkpoint,
     save_tensors,
     write_json,
@@ -49,7 +46,7 @@ from .structured.plan import structure_report
 from .tblog import TensorBoardLog
 from .train import EarlyStopping, epoch_seed, evaluate, first_samples_loss, global_batch_loss, train_epoch
 
-__all__ = ["Experiment", "ExperimentCallback", "check_config", "prepare_run_dir"]
+__all__ = ["Experiment", "ExperimentCallback", "check_config"]
 
 # Phase codes used to derive per-epoch seeds (never change them: they fix batch orders).
 _PRE, _PRUNE, _LASSO, _POST, _DECIDE = 1, 2, 3, 4, 5
@@ -81,67 +78,6 @@ class ExperimentCallback:
 
     def after_run(self, summary: dict) -> None:
         """The run finished (also called when it had finished before)."""
-
-
-def _is_ours(paths: RunPaths, cfg: Config) -> bool:
-    """Whether ``paths.root`` may be written, cleaned or cleared by this run: it does not exist, holds
-    nothing but a lock and temporaries, or holds a config.json of ours that names this folder."""
-    if not paths.root.exists():
-        return True
-    if not paths.root.is_dir():
-        return False
-    leftovers = [e for e in paths.root.iterdir()
-                 if e != paths.lock and not (e.name.startswith(".") and e.name.endswith(".tmp"))]
-    if not leftovers:
-        return True
-    if paths.config.is_file() and paths.state.is_file():
-        try:
-            saved = read_json(paths.config)
-        except CausalPruneError:
-            return True  # a damaged run of ours: resuming names the damaged file, --overwrite rewrites it
-    try:
-        saved = config_from_dict(read_json(paths.config))
-    except (CausalPruneError, OSError):  # missing, unreadable, or not our settings
-        return False
-    return saved.replace(out=cfg.out).run_name() == paths.root.name
-
-
-def prepare_run_dir(cfg: Config, overwrite: bool) -> tuple[RunPaths, FolderLock | None]:
-    """Create the run folder, or check that an existing one holds the same configuration; returns
-    its paths and its lock (rank 0 only), which the caller releases when the run ends.
-
-    A folder that is not one of ours (a user's folder reached through --out and --name) is refused
-    before anything is written into it, and only the entries a run writes are ever removed.
-    """
-    paths = RunPaths(cfg.run_dir())
-    if not _is_ours(paths, cfg):
-        raise ConfigError(f"{paths.root} exists and is not this run's folder (it holds no config.json of this "
-                          "configuration); nothing was changed. Choose another --name or --out")
-    lock = None
-    if ddp.is_main():
-        # One process per run folder; then any temporary file in it is a killed writer's leftover.
-        lock = lock_folder(paths.lock)
-    try:
-        if ddp.is_main():
-            remove_stale_temporaries(paths.root, paths.owned())
-        if paths.config.exists() and not overwrite:
-            saved = read_json(paths.config)
-            differing = diff_configs(saved, cfg)
-            if differing:
-                detail = ", ".join(f"{k} ({saved.get(k)!r} -> {getattr(cfg, k)!r})" for k in differing)
-                raise ConfigError(f"{paths.root} holds a run with different settings: {detail}; "
-                                  "pass --overwrite to start it afresh or change --out")
-        elif overwrite and paths.root.exists() and ddp.is_main():
-            clear_folder(paths.owned())
-        ddp.barrier()
-        if ddp.is_main():
-            paths.root.mkdir(parents=True, exist_ok=True)
-            write_json(paths.config, cfg.to_dict())
-    except BaseException:
-        if lock is not None:
-            lock.release()
-        raise
-    return paths, lock
 
 
 class Experiment:

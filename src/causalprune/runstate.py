@@ -1,4 +1,5 @@
-"""Progress of a run folder: which stages are finished, and the long-format metrics.
+"""A run folder: claiming it (:func:`prepare_run_dir`), and its progress (:class:`RunState`: which
+stages are finished, and the long-format metrics).
 
 ``state.json`` is the single source of truth for resuming. A stage first writes its outputs
 (checkpoint, masks) atomically and only then marks itself done in ``state.json`` (also atomic),
@@ -12,11 +13,13 @@ import csv
 import io
 from typing import Any
 
-from .errors import CheckpointError
+from . import dist as ddp
+from .config import Config, config_from_dict, diff_configs
+from .errors import CausalPruneError, CheckpointError, ConfigError
 from .paths import RunPaths
-from .storage import read_json, write_json, write_text
+from .storage import FolderLock, clear_folder, lock_folder, read_json, remove_stale_temporaries, write_json, write_text
 
-__all__ = ["RunState", "METRIC_COLUMNS"]
+__all__ = ["RunState", "METRIC_COLUMNS", "prepare_run_dir"]
 
 METRIC_COLUMNS = ("phase", "iteration", "epoch", "step", "name", "value")
 
@@ -77,3 +80,64 @@ class RunState:
         self.data.update(updates)
         self.data["metrics_rows"] = len(self.rows)
         write_json(self.paths.state, self.data)
+
+
+def _is_ours(paths: RunPaths, cfg: Config) -> bool:
+    """Whether ``paths.root`` may be written, cleaned or cleared by this run: it does not exist, holds
+    nothing but a lock and temporaries, or holds a config.json of ours that names this folder."""
+    if not paths.root.exists():
+        return True
+    if not paths.root.is_dir():
+        return False
+    leftovers = [e for e in paths.root.iterdir()
+                 if e != paths.lock and not (e.name.startswith(".") and e.name.endswith(".tmp"))]
+    if not leftovers:
+        return True
+    if paths.config.is_file() and paths.state.is_file():
+        try:
+            saved = read_json(paths.config)
+        except CausalPruneError:
+            return True  # a damaged run of ours: resuming names the damaged file, --overwrite rewrites it
+    try:
+        saved = config_from_dict(read_json(paths.config))
+    except (CausalPruneError, OSError):  # missing, unreadable, or not our settings
+        return False
+    return saved.replace(out=cfg.out).run_name() == paths.root.name
+
+
+def prepare_run_dir(cfg: Config, overwrite: bool) -> tuple[RunPaths, FolderLock | None]:
+    """Create the run folder, or check that an existing one holds the same configuration; returns
+    its paths and its lock (rank 0 only), which the caller releases when the run ends.
+
+    A folder that is not one of ours (a user's folder reached through --out and --name) is refused
+    before anything is written into it, and only the entries a run writes are ever removed.
+    """
+    paths = RunPaths(cfg.run_dir())
+    if not _is_ours(paths, cfg):
+        raise ConfigError(f"{paths.root} exists and is not this run's folder (it holds no config.json of this "
+                          "configuration); nothing was changed. Choose another --name or --out")
+    lock = None
+    if ddp.is_main():
+        # One process per run folder; then any temporary file in it is a killed writer's leftover.
+        lock = lock_folder(paths.lock)
+    try:
+        if ddp.is_main():
+            remove_stale_temporaries(paths.root, paths.owned())
+        if paths.config.exists() and not overwrite:
+            saved = read_json(paths.config)
+            differing = diff_configs(saved, cfg)
+            if differing:
+                detail = ", ".join(f"{k} ({saved.get(k)!r} -> {getattr(cfg, k)!r})" for k in differing)
+                raise ConfigError(f"{paths.root} holds a run with different settings: {detail}; "
+                                  "pass --overwrite to start it afresh or change --out")
+        elif overwrite and paths.root.exists() and ddp.is_main():
+            clear_folder(paths.owned())
+        ddp.barrier()
+        if ddp.is_main():
+            paths.root.mkdir(parents=True, exist_ok=True)
+            write_json(paths.config, cfg.to_dict())
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return paths, lock

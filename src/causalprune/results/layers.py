@@ -16,9 +16,15 @@ from ..errors import CheckpointError
 from ..paths import RunPaths
 from ..storage import write_text
 
-__all__ = ["LAYER_COLUMNS", "layer_rows", "write_layer_sparsity", "read_layer_sparsity", "layer_table"]
+__all__ = ["LAYER_COLUMNS", "ARTIFACTS", "layer_rows", "write_layer_sparsity", "read_layer_sparsity", "layer_table",
+           "publish"]
 
 LAYER_COLUMNS = ("iteration", "layer", "weights", "kept", "percent_pruned")
+
+# The files of a run folder that carry its published figures: kilobytes, no checkpoints or masks.
+ARTIFACTS = ("config.json", "summary.json", "metrics.csv", "layer_sparsity.csv")
+# Settings that hold paths of the machine the run was made on.
+_PATH_SETTINGS = ("out", "data_dir", "match_layers")
 
 
 def layer_rows(masks_by_iteration: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -80,3 +86,38 @@ def layer_table(rows: list[dict[str, Any]]) -> str:
     for it in iterations:
         out.append(f"| {it} | " + " | ".join(f"{by[(it, c)]:.2f}" if (it, c) in by else "—" for c in cols) + " |")
     return "\n".join(out) + "\n"
+
+
+def publish(run_dir: str | Path, dest: str | Path) -> Path:
+    """Copy a run's small artifacts into ``dest/<run name>/``, with the paths in its settings reduced to
+    the last folder name (a committed file must not carry a machine's absolute paths). Returns the copy."""
+    import json
+
+    from ..storage import read_json, write_json
+
+    src = RunPaths(run_dir)
+    if not src.config.is_file():
+        raise CheckpointError(f"{src.root} is not a run folder (no config.json)")
+    out = Path(dest) / src.root.name
+    config = read_json(src.config)
+    for key in _PATH_SETTINGS:
+        if config.get(key):
+            config[key] = Path(str(config[key])).name
+    write_json(out / "config.json", config)
+    for name in ARTIFACTS[1:]:
+        if (src.root / name).is_file():
+            text = (src.root / name).read_text(encoding="utf-8")
+            if name.endswith(".json"):  # no absolute path survives in any string value
+                text = json.dumps(_relative(json.loads(text)), indent=2, sort_keys=True) + "\n"
+            write_text(out / name, text)
+    return out
+
+
+def _relative(obj):
+    if isinstance(obj, dict):
+        return {k: _relative(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_relative(v) for v in obj]
+    if isinstance(obj, str) and obj.startswith("/"):
+        return Path(obj).name
+    return obj
