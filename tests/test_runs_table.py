@@ -45,7 +45,8 @@ def test_runs_command_gives_the_same_tables_from_the_published_artifacts_alone(r
     assert main(["runs", str(run.root), "--publish", str(tmp_path / "pub")]) == 0
     capsys.readouterr()
     small = tmp_path / "pub" / run.root.name
-    assert sorted(p.name for p in small.iterdir()) == sorted(ARTIFACTS)
+    published = {p.name for p in small.iterdir()}
+    assert set(ARTIFACTS) <= published <= set(ARTIFACTS) | {"pruned_channels.json", "shrunk.json"}
     for f in small.iterdir():
         assert str(run.root.parent) not in f.read_text(), f"{f.name} carries the machine's path"
     assert main(["runs", str(small), "--layers"]) == 0

@@ -16,13 +16,20 @@ from ..errors import CheckpointError
 from ..paths import RunPaths
 from ..storage import write_text
 
-__all__ = ["LAYER_COLUMNS", "ARTIFACTS", "layer_rows", "write_layer_sparsity", "read_layer_sparsity", "layer_table",
-           "publish"]
+__all__ = ["LAYER_COLUMNS", "ARTIFACTS", "artifacts", "layer_rows", "write_layer_sparsity", "read_layer_sparsity",
+           "layer_table", "publish"]
 
 LAYER_COLUMNS = ("iteration", "layer", "weights", "kept", "percent_pruned")
 
-# The files of a run folder that carry its published figures: kilobytes, no checkpoints or masks.
-ARTIFACTS = ("config.json", "summary.json", "metrics.csv", "layer_sparsity.csv")
+
+def artifacts(paths: RunPaths) -> list[Path]:
+    """The files of a run folder that carry its published figures: kilobytes, no checkpoints or masks.
+    What the structure removes and what ``shrink`` made of it come along when a run has them."""
+    return [paths.config, paths.summary, paths.metrics, paths.layer_sparsity, paths.structure, paths.shrunk_widths]
+
+
+ARTIFACTS = tuple(p.name for p in artifacts(RunPaths("."))[:4])  # every finished run has these
+
 # Settings that hold paths of the machine the run was made on.
 _PATH_SETTINGS = ("out", "data_dir", "match_layers")
 
@@ -98,20 +105,19 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
     src = RunPaths(run_dir)
     if not src.config.is_file():
         raise CheckpointError(f"{src.root} is not a run folder (no config.json)")
-    out = Path(dest) / src.root.name
+    out = RunPaths(Path(dest) / src.root.name)
     config = read_json(src.config)
     for key in _PATH_SETTINGS:
         if config.get(key):
             config[key] = Path(str(config[key])).name
-    write_json(out / "config.json", config)
-    for name in ARTIFACTS[1:]:
-        if (src.root / name).is_file():
-            text = (src.root / name).read_text(encoding="utf-8")
-            if name.endswith(".json"):  # no absolute path survives in any string value
+    write_json(out.config, config)
+    for file in artifacts(src)[1:]:
+        if file.is_file():
+            text = file.read_text(encoding="utf-8")
+            if file.suffix == ".json":  # no absolute path survives in any string value
                 text = json.dumps(_relative(json.loads(text)), indent=2, sort_keys=True) + "\n"
-            write_text(out / name, text)
-    return out
-
+            write_text(out.root / file.name, text)
+    return out.root
 
 def _relative(obj):
     if isinstance(obj, dict):
