@@ -134,13 +134,26 @@ def _fmt(x: Any, spec: str) -> str:
     return format(x, spec) if finite(x) else "—"
 
 
+def _varied(rows: list[dict[str, Any]]) -> list[str]:
+    """The hyperparameters whose values differ between the runs (what tells their lines apart)."""
+    from ..config import Config
+
+    hp = Config().hp_dict()
+    keys = [k for k in hp if k not in ("method", "model", "dataset", "seed", "l1_coeff")]
+    return [k for k in keys if len({str(r["config"].get(k, hp[k])) for r in rows}) > 1]
+
+
 def summary_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: one line per run with what its summary.json says (unfinished runs show dashes)."""
-    out = ["| run | method | model | data set | seed | L1_coeff | % pruned | test acc. (%) | best val acc. (%) "
-           "| wall (s) |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    """Markdown: one line per run with what its summary.json says (unfinished runs show dashes), and
+    the settings that differ between the runs."""
+    varied = _varied(rows)
+    out = ["| run | method | model | data set | seed | L1_coeff | settings | % pruned | test acc. (%) "
+           "| best val acc. (%) | wall (s) |", "|---|---|---|---|---:|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         l1 = _fmt(r.get("l1_coeff"), ".0e") if r.get("method") == "causal" else "—"
+        settings = ", ".join(f"{k}={r['config'].get(k)}" for k in varied) or "—"
         out.append(f"| {r['label']} | {r.get('method')} | {r.get('model')} | {r.get('dataset')} | {r.get('seed')} "
-                   f"| {l1} | {_fmt(r.get('percent_pruned'), '.2f')} | {_fmt(r.get('test_accuracy'), '.2f')} "
-                   f"| {_fmt(r.get('best_val_accuracy'), '.2f')} | {_fmt(r.get('wall_seconds'), '.0f')} |")
+                   f"| {l1} | {settings} | {_fmt(r.get('percent_pruned'), '.2f')} "
+                   f"| {_fmt(r.get('test_accuracy'), '.2f')} | {_fmt(r.get('best_val_accuracy'), '.2f')} "
+                   f"| {_fmt(r.get('wall_seconds'), '.0f')} |")
     return "\n".join(out) + "\n"
