@@ -37,6 +37,7 @@ from causalprune.paths import RunPaths
 from causalprune.presets import preset_values
 from causalprune.storage import read_json
 
+from .conftest import train_tiny
 from .harness import ENV, MASKS_ENV
 
 pytestmark = pytest.mark.skipif(
@@ -211,7 +212,6 @@ def test_assign_layers_balances_and_is_deterministic():
 def test_per_layer_fits_reproduce_the_sequential_decision(tiny_net, extra):
     """A rank fits only its layers, each from the generator state the one-process loop would have
     reached: the result must be bit-identical to methods.causal_decision over all layers."""
-    import torch.nn.functional as F
 
     from causalprune.masks import ones_masks
     from causalprune.methods import causal_decision
@@ -219,16 +219,8 @@ def test_per_layer_fits_reproduce_the_sequential_decision(tiny_net, extra):
     from causalprune.record.recorder import Recorder
 
     cfg = Config(record_dtype="fp32", **extra)
-    opt = torch.optim.SGD(tiny_net.parameters(), lr=0.05, momentum=cfg.momentum)
     rec = Recorder(tiny_net, ones_masks(tiny_net), lr=0.05, max_steps=40, dtype="fp32", budget_bytes=10**9)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(40):
-        x, y = torch.randn(8, 1, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
-        loss = F.cross_entropy(tiny_net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        rec.after_step(loss)
+    train_tiny(tiny_net, [rec], steps=40, momentum=cfg.momentum)
     keep, gam = causal_decision(rec, cfg, torch.Generator().manual_seed(5))
     assert 0 < sum(int((k == 0).sum()) for k in keep.values())
     for slots in ([rec.slots[1]], [rec.slots[0]], rec.slots[::-1]):  # any subset, any order

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from causalprune.config import Config
 from causalprune.masks import apply_masks, combine, ones_masks
@@ -10,6 +9,8 @@ from causalprune.methods import causal_decision, magnitude_decision, random_deci
 from causalprune.record.features import group_ids
 from causalprune.record.recorder import Recorder
 from causalprune.solvers import FeatureBlock, LassoSchedule, solve_reference
+
+from .conftest import train_tiny
 
 
 def _weights(model):
@@ -103,14 +104,8 @@ def test_target_sparsity_formula():
 def _record(model, steps=12, lr=0.05, momentum=0.0):
     masks = ones_masks(model)
     apply_masks(model, masks)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     rec = Recorder(model, masks, lr=lr, max_steps=steps, dtype="fp32")
-    g = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        x, y = torch.randn(8, 1, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(); loss.backward(); opt.step()
-        rec.after_step(loss)
+    train_tiny(model, [rec], steps=steps, lr=lr, momentum=momentum)
     return rec, masks
 
 

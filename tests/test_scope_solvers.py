@@ -3,7 +3,6 @@ the network Lasso is one regression, the exact solver is the Lasso minimiser (<=
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from causalprune import solvers
 from causalprune.config import Config
@@ -21,11 +20,15 @@ from causalprune.solvers import LassoSchedule, solve_reference
 from causalprune.solvers.blocks import block_features
 from causalprune.train import train_epoch
 
+from .conftest import train_tiny
+
 L1S = (1e-10, 1e-9, 1e-8)
+
 
 @pytest.fixture(scope="module")
 def digits():
     return load_data("digits", model="mlp", batch_size=64, seed=0)
+
 
 def _reference_in_order(rec, cfg):
     """solve_reference(shuffle=False, epochs=1) on the recording, per layer or over the network."""
@@ -41,8 +44,11 @@ def _reference_in_order(rec, cfg):
         i += len(lf.blocks)
     return out
 
+
 @pytest.mark.parametrize("momentum,granularity,scope", [(0.0, "weight", "layer"), (0.9, "weight", "network"),
                                                         (0.9, "filter", "layer"), (0.0, "channel", "network")])
+
+
 def test_online_callback_equals_in_order_reference(digits, momentum, granularity, scope):
     torch.manual_seed(0)
     model = build_model("mlp", digits.spec)
@@ -68,6 +74,7 @@ def test_online_callback_equals_in_order_reference(digits, momentum, granularity
         mixed |= bool(flat.any()) and not bool(flat.all())
     assert mixed, "no l1 value gave a partly pruned network: the comparison would prove little"
 
+
 def test_online_memory_does_not_grow_with_steps(digits):
     torch.manual_seed(0)
     model = build_model("mlp", digits.spec)
@@ -79,19 +86,9 @@ def test_online_memory_does_not_grow_with_steps(digits):
     assert on.held_bytes() == held and on.steps == 24 and on.samples == 22
     assert held < 20 * on.width * 4, "O(d): a few vectors of the live weights, not T of them"
 
-def _tiny_recording(tiny_net, steps=12, lr=0.05):
-    rec = Recorder(tiny_net, ones_masks(tiny_net), lr=lr, max_steps=steps, dtype="fp32")
-    opt = torch.optim.SGD(tiny_net.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(5)
-    for _ in range(steps):
-        x, y = torch.randn(8, 1, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
-        loss = F.cross_entropy(tiny_net(x), y)
-        opt.zero_grad(); loss.backward(); opt.step()
-        rec.after_step(loss)
-    return rec
 
-def test_network_scope_is_one_regression(tiny_net):
-    rec = _tiny_recording(tiny_net)
+def test_network_scope_is_one_regression(recorded_tiny_net):
+    tiny_net, rec = recorded_tiny_net
     cfg = Config(scope="network", l1_coeff=1e-6)
     _, mags = causal_decision(rec, cfg, torch.Generator().manual_seed(7))
     feats = rec.features(momentum=False, granularity="weight")
@@ -102,9 +99,10 @@ def test_network_scope_is_one_regression(tiny_net):
     _, per_layer = causal_decision(rec, cfg.replace(scope="layer"), torch.Generator().manual_seed(7))
     assert not torch.equal(per_layer["fc.weight"], mags["fc.weight"]), "per-layer and network fits differ"
 
-def test_exact_solver_is_the_lasso_minimiser(tiny_net):
+
+def test_exact_solver_is_the_lasso_minimiser(recorded_tiny_net):
     sklearn = pytest.importorskip("sklearn.linear_model")
-    rec = _tiny_recording(tiny_net)
+    tiny_net, rec = recorded_tiny_net
     y = rec.targets()
     n = y.numel()
     for lf in rec.features(momentum=False, granularity="weight"):
@@ -121,8 +119,9 @@ def test_exact_solver_is_the_lasso_minimiser(tiny_net):
         assert int(keep[lf.key].sum()) <= n, "an exact Lasso keeps at most T weights per layer"
         assert int(keep[lf.key].sum()) >= 1
 
-def test_exact_keeps_at_most_T_weights_even_with_a_small_penalty(tiny_net):
-    rec = _tiny_recording(tiny_net)
+
+def test_exact_keeps_at_most_T_weights_even_with_a_small_penalty(recorded_tiny_net):
+    tiny_net, rec = recorded_tiny_net
     y = rec.targets()
     n = y.numel()
     feats = rec.features(momentum=False, granularity="weight")
@@ -134,11 +133,13 @@ def test_exact_keeps_at_most_T_weights_even_with_a_small_penalty(tiny_net):
     for k in keep:
         assert 1 <= int(keep[k].sum()) <= n < int(ref[k].sum())
 
-def test_exact_refuses_what_does_not_fit(tiny_net, monkeypatch):
-    rec = _tiny_recording(tiny_net)
+
+def test_exact_refuses_what_does_not_fit(recorded_tiny_net, monkeypatch):
+    tiny_net, rec = recorded_tiny_net
     monkeypatch.setattr(solvers, "free_memory_bytes", lambda device: 1000)
     with pytest.raises(RecordMemoryError, match="--scope layer"):
         causal_decision(rec, Config(solver="exact", scope="network", l1_coeff=1e-9), torch.Generator())
+
 
 def _fit_on_devices(tiny_net, devices, steps=12, lr=2.0 ** -4, online_l1=1e-7):
     """One training run on the CPU, recorded as it goes by a Recorder and an OnlineCausal on each of
@@ -152,14 +153,7 @@ def _fit_on_devices(tiny_net, devices, steps=12, lr=2.0 ** -4, online_l1=1e-7):
     recs = [Recorder(tiny_net, masks, lr=lr, max_steps=steps, dtype="fp32", device=torch.device(d)) for d in devices]
     cfg_on = Config(solver="online", l1_coeff=online_l1, lr_prune=lr, record_dtype="fp32")
     ons = [OnlineCausal(tiny_net, masks, cfg_on, device=torch.device(d)) for d in devices]
-    opt = torch.optim.SGD(tiny_net.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(5)
-    for _ in range(steps):
-        x, y = torch.randn(8, 1, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
-        loss = F.cross_entropy(tiny_net(x), y)
-        opt.zero_grad(); loss.backward(); opt.step()
-        for cb in recs + ons:
-            cb.after_step(loss)
+    train_tiny(tiny_net, recs + ons, steps=steps, lr=lr, seed=5)
     y = recs[0].targets().cpu().double()
     n = y.numel()
     alpha = 0.5 * min(float((block_features(lf.blocks[0], slice(0, n), torch.float64).cpu().T @ y).abs().max()) / n
@@ -169,6 +163,7 @@ def _fit_on_devices(tiny_net, devices, steps=12, lr=2.0 ** -4, online_l1=1e-7):
         exact = causal_decision(rec, Config(solver="exact", l1_coeff=alpha), torch.Generator())
         out.append((rec, exact, on.gammas(), keep_from_gammas(on.layers, on.gammas())))
     return out
+
 
 def _assert_same_fits(cpu, dev):
     """The fits of the same samples on two devices: exact masks equal, online gammas close and masks equal."""
@@ -186,6 +181,7 @@ def _assert_same_fits(cpu, dev):
     for k, m in online_c.keep.items():
         assert torch.equal(online_d.keep[k].cpu(), m), f"online solver: {k} masks differ between devices"
 
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_exact_and_online_on_the_gpu_match_the_cpu(tiny_net):
     cpu, gpu = _fit_on_devices(tiny_net, ["cpu", "cuda"])
@@ -195,8 +191,11 @@ def test_exact_and_online_on_the_gpu_match_the_cpu(tiny_net):
     assert all(m.device.type == "cuda" for m in online.keep.values())
     _assert_same_fits(cpu, gpu)
 
+
 @pytest.mark.parametrize("settings", [dict(solver="online"), dict(scope="network"),
                                       dict(solver="exact", allow_empty_layers=True)])
+
+
 def test_solver_and_scope_runs_end_to_end_on_digits(quick_cfg, settings):
     cfg = quick_cfg.replace(n_pre=1, n_iter=2, n_prune=1, n_post=1, max_steps_per_epoch=8, **settings)
     s = Experiment(cfg, log=lambda m: None).run()

@@ -5,7 +5,6 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from causalprune.config import Config
 from causalprune.data.spec import InputSpec
@@ -19,19 +18,14 @@ from causalprune.solvers.blocks import block_features
 from causalprune.structured.flops import layer_macs
 from causalprune.structured.plan import structure_report
 
+from .conftest import train_tiny
 from .nets import ResidualNet
 
 
 def _record(model, masks, steps=12, lr=0.05):
     apply_masks(model, masks)
     rec = Recorder(model, masks, lr=lr, max_steps=steps, dtype="fp32")
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(3)
-    for _ in range(steps):
-        x, y = torch.randn(8, 1, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(); loss.backward(); opt.step()
-        rec.after_step(loss)
+    train_tiny(model, [rec], steps=steps, lr=lr, seed=3)
     return rec
 
 
