@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 from ..config import Config
@@ -52,7 +53,9 @@ def write_comparison(rows: list[dict], out: Path, title: str) -> None:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
-    w.writerows(rows)
+    # Run folders relative to the comparison folder (its siblings): a committed CSV carries no
+    # machine's absolute path.
+    w.writerows([{**r, "run_dir": os.path.relpath(r["run_dir"], out)} if r.get("run_dir") else r for r in rows])
     write_text(paths.csv, buf.getvalue())
     md = [f"# {title}", "", "| method | % pruned | test accuracy (%) | best val accuracy (%) | nonzero weights | wall (s) |",
           "|---|---:|---:|---:|---:|---:|"]
