@@ -161,7 +161,10 @@ def run(quick: bool = False) -> dict:
         sc = scaling([62_500, 125_000, 250_000, 500_000, 1_000_000], 200, [125, 250, 500, 1000], 200_000)
     png = PNG_QUICK if quick else PNG
     plot(sc, png)
-    res.update(scaling=sc, png=str(png), load_after=os.getloadavg()[0])
+    # Relative to the repository when it lies inside it: results.json is committed.
+    root = Path(__file__).resolve().parents[1]
+    shown = png.resolve().relative_to(root) if png.resolve().is_relative_to(root) else png
+    res.update(scaling=sc, png=str(shown), load_after=os.getloadavg()[0])
     return res
 
 
