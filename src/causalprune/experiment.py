@@ -34,14 +34,7 @@ from .paths import RunPaths
 from .results.layers import write_layer_sparsity
 from .results.summary import build_summary
 from .runstate import RunState, prepare_run_dir
-from .storage import (
-    load_checkpoint,
-    lock_folder,
-    read_json,
-    save_checkpoint,
-    save_tensors,
-    write_json,
-)
+from .storage import load_checkpoint, lock_folder, read_json, save_checkpoint, save_tensors, write_json
 from .structured.plan import structure_report
 from .tblog import TensorBoardLog
 from .train import EarlyStopping, epoch_seed, evaluate, first_samples_loss, global_batch_loss, train_epoch
@@ -239,7 +232,7 @@ class Experiment:
                  + (f" (record {record_s:.1f}s, lasso {lasso_s:.1f}s)" if self.method.records else ""))
         if ddp.is_main():
             save_masks(self.paths.masks(it), new)
-            write_layer_sparsity(self.paths, it)  # the pruning history in kilobytes, for publishing
+            write_layer_sparsity(self.paths, it, new)  # the pruning history in kilobytes, for publishing
             if decision.gammas:
                 save_tensors(self.paths.gammas(it), decision.gammas)
             self.tb.iteration(it, new, decision.gammas)
@@ -251,8 +244,8 @@ class Experiment:
         that fits on what the epochs recorded."""
         cfg, method = self.cfg, self.method
         ctx = PruneContext(cfg, it, self.model, old, self.device, lasso_seed=epoch_seed(cfg.seed, _LASSO, it),
-                           decision_seed=epoch_seed(cfg.seed, _DECIDE, it), steps_per_epoch=self._steps_per_epoch(), spill_path=self.paths.spill(it, ddp.rank()),
-                           log=self.log)
+                           decision_seed=epoch_seed(cfg.seed, _DECIDE, it), steps_per_epoch=self._steps_per_epoch(),
+                           spill_path=self.paths.spill(it, ddp.rank()), log=self.log)
         if not method.trains:
             return method.decide(ctx), (0.0, 0.0)
         t0 = time.time()

@@ -15,9 +15,18 @@ from typing import Any
 
 from . import dist as ddp
 from .config import Config, config_from_dict, diff_configs
-from .errors import CausalPruneError, CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError
 from .paths import RunPaths
-from .storage import FolderLock, clear_folder, lock_folder, read_json, remove_stale_temporaries, write_json, write_text
+from .storage import (
+    FolderLock,
+    clear_folder,
+    is_temporary,
+    lock_folder,
+    read_json,
+    remove_stale_temporaries,
+    write_json,
+    write_text,
+)
 
 __all__ = ["RunState", "METRIC_COLUMNS", "prepare_run_dir"]
 
@@ -89,18 +98,18 @@ def _is_ours(paths: RunPaths, cfg: Config) -> bool:
         return True
     if not paths.root.is_dir():
         return False
-    leftovers = [e for e in paths.root.iterdir()
-                 if e != paths.lock and not (e.name.startswith(".") and e.name.endswith(".tmp"))]
-    if not leftovers:
+    if all(e == paths.lock or is_temporary(e) for e in paths.root.iterdir()):
         return True
-    if paths.config.is_file() and paths.state.is_file():
-        try:
-            saved = read_json(paths.config)
-        except CausalPruneError:
-            return True  # a damaged run of ours: resuming names the damaged file, --overwrite rewrites it
     try:
-        saved = config_from_dict(read_json(paths.config))
-    except (CausalPruneError, OSError):  # missing, unreadable, or not our settings
+        values = read_json(paths.config)
+    except CheckpointError:  # config.json is there but damaged
+        # A damaged run of ours: resuming names the damaged file, --overwrite rewrites it.
+        return paths.state.is_file()
+    except OSError:  # no config.json
+        return False
+    try:
+        saved = config_from_dict(values)
+    except ConfigError:  # not our settings
         return False
     return saved.replace(out=cfg.out).run_name() == paths.root.name
 

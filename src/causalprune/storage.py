@@ -35,6 +35,7 @@ __all__ = [
     "DiskFullError",
     "FolderLock",
     "lock_folder",
+    "is_temporary",
     "remove_stale_temporaries",
     "clear_folder",
 ]
@@ -287,6 +288,11 @@ def lock_folder(lock_file: str | os.PathLike) -> FolderLock:
     return FolderLock(lock_file)
 
 
+def is_temporary(path: Path) -> bool:
+    """Whether ``path`` is named like an ``atomic_path`` temporary (``.<name>.<random>.tmp``)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
 def remove_stale_temporaries(folder: str | os.PathLike, owned: list[Path]) -> int:
     """Delete ``atomic_path`` temporaries a killed process left in ``folder`` and in its ``owned``
     subfolders (only call this while holding the folder's lock: then no live writer can own
@@ -294,9 +300,9 @@ def remove_stale_temporaries(folder: str | os.PathLike, owned: list[Path]) -> in
     places = [Path(folder)] + [p for p in owned if p.is_dir() and not p.is_symlink()]
     count = 0
     for place in places:
-        found = place.glob(".*.tmp") if place == Path(folder) else place.rglob(".*.tmp")
+        found = place.iterdir() if place == Path(folder) else place.rglob("*")
         for tmp in found:
-            if tmp.is_file() and not tmp.is_symlink():
+            if is_temporary(tmp) and tmp.is_file() and not tmp.is_symlink():
                 tmp.unlink(missing_ok=True)
                 count += 1
     return count

@@ -51,9 +51,14 @@ def keep_from_gammas(feats: list[LayerFeatures], per_layer: list[list[torch.Tens
     return Decision(keep, mags)
 
 
+def _targets(rec: Recorder, cfg: Config) -> torch.Tensor:
+    """y of eq. (8), or of the momentum model (eq. 17: one step later)."""
+    return rec.targets(lag=2 if cfg.momentum > 0 else 1)
+
+
 def _decide(rec: Recorder, cfg: Config, generator: torch.Generator, slots=None) -> Decision:
     feats = rec.features(momentum=cfg.momentum > 0, granularity=cfg.granularity, slots=slots)
-    y = rec.targets(lag=2 if cfg.momentum > 0 else 1).to(rec.device)
+    y = _targets(rec, cfg).to(rec.device)
     return keep_from_gammas(feats, fit_gammas(feats, y, cfg, generator))
 
 
@@ -61,7 +66,7 @@ def fit_layers(rec: Recorder, cfg: Config, generator: torch.Generator, slots) ->
     """The per-layer decision of ``slots`` only, each layer exactly as the one-process loop fits it:
     from ``generator`` advanced past the fits of the layers before it in model order."""
     keys = list(rec.layer_keys)
-    n = int(rec.targets(lag=2 if cfg.momentum > 0 else 1).numel())
+    n = int(_targets(rec, cfg).numel())
     keep, mags = {}, {}
     for slot in slots:
         gen = owners.layer_generator(generator, keys.index(slot.key), n, cfg)
@@ -85,7 +90,7 @@ def causal_decision(rec: Recorder, cfg: Config, generator: torch.Generator) -> D
         local = _decide(rec, cfg, generator) if rank() == 0 else Decision({}, {})
     else:
         who = owners.layer_owners([s.key for s in rec.slots], {s.key: s.stop - s.start for s in rec.slots}, keys)
-        n = int(rec.targets(lag=2 if cfg.momentum > 0 else 1).numel())
+        n = int(_targets(rec, cfg).numel())
         local = fit_layers(rec, cfg, generator, [s for s in rec.slots if who[s.key] == rank()])
         # Leave the caller's generator where the single-process loop would.
         generator.set_state(owners.layer_generator(generator, len(keys), n, cfg).get_state())

@@ -56,13 +56,14 @@ def _masks_by_iteration(paths: RunPaths, upto: int) -> dict[int, dict[str, Any]]
     return {it: read_masks(paths.masks(it)) for it in range(1, upto + 1) if paths.masks(it).is_file()}
 
 
-def write_layer_sparsity(paths: RunPaths, iterations_done: int) -> None:
-    """Rewrite the run's layer_sparsity.csv from its saved masks of iterations 1..iterations_done
-    (idempotent: a resumed run writes the same file)."""
+def write_layer_sparsity(paths: RunPaths, iteration: int, masks: dict[str, Any]) -> None:
+    """Rewrite the run's layer_sparsity.csv with ``iteration``'s rows from ``masks``, after the rows
+    already written for the iterations before it (idempotent: a resumed iteration replaces its own)."""
+    rows = [r for r in read_layer_sparsity(paths.root) if r["iteration"] < iteration]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=LAYER_COLUMNS, lineterminator="\n")
     w.writeheader()
-    for r in layer_rows(_masks_by_iteration(paths, iterations_done)):
+    for r in rows + layer_rows({iteration: masks}):
         w.writerow({**r, "percent_pruned": f"{r['percent_pruned']:.6f}"})
     write_text(paths.layer_sparsity, buf.getvalue())
 
