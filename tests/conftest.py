@@ -67,3 +67,13 @@ def recorded_tiny_net(tiny_net):
     rec = Recorder(tiny_net, ones_masks(tiny_net), lr=0.05, max_steps=12, dtype="fp32")
     train_tiny(tiny_net, [rec], seed=5)
     return tiny_net, rec
+
+
+def without_keys(obj, keys):
+    """``obj`` (nested dicts and lists, e.g. a summary.json) without the dict entries named in ``keys``,
+    at any depth: what is left must repeat exactly between runs that should agree."""
+    if isinstance(obj, dict):
+        return {k: without_keys(v, keys) for k, v in obj.items() if k not in keys}
+    if isinstance(obj, list):
+        return [without_keys(v, keys) for v in obj]
+    return obj

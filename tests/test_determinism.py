@@ -18,19 +18,13 @@ from causalprune.paths import RunPaths
 from causalprune.storage import load_checkpoint, load_tensors
 from causalprune.train import epoch_seed
 
+from .conftest import without_keys
+
 TIMING = {"wall_seconds", "record_seconds", "lasso_seconds", "run_name"}  # run_name: the folders differ
 
 
 def _tiny(quick_cfg, **kw):
     return quick_cfg.replace(n_pre=1, n_iter=2, n_prune=1, n_post=2, max_steps_per_epoch=5, **kw)
-
-
-def _no_timing(obj):
-    if isinstance(obj, dict):
-        return {k: _no_timing(v) for k, v in obj.items() if k not in TIMING}
-    if isinstance(obj, list):
-        return [_no_timing(v) for v in obj]
-    return obj
 
 
 def _run(cfg) -> RunPaths:
@@ -53,7 +47,8 @@ def _assert_identical(a: RunPaths, b: RunPaths) -> None:
         for k in ta[name]:
             assert torch.equal(ta[name][k], tb[name][k]), f"{name}: {k} differs between identical runs"
     assert a.metrics.read_text() == b.metrics.read_text()
-    assert _no_timing(json.loads(a.summary.read_text())) == _no_timing(json.loads(b.summary.read_text()))
+    summaries = [without_keys(json.loads(r.summary.read_text()), TIMING) for r in (a, b)]
+    assert summaries[0] == summaries[1]
 
 
 @pytest.mark.parametrize("method,extra", [

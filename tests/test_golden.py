@@ -28,6 +28,8 @@ from causalprune.paths import RunPaths
 from causalprune.presets import preset_values
 from causalprune.storage import load_tensors, read_json
 
+from .conftest import without_keys
+
 GOLDEN = Path(__file__).parent / "golden"
 WRITE = os.environ.get("CAUSALPRUNE_WRITE_GOLDEN") == "1"
 # Wall-clock figures differ from run to run, and the environment (torch, CPU) from machine to machine;
@@ -51,15 +53,6 @@ LAYER_MATCHED = "magnitude-layer-matched"  # magnitude pruned to causal-referenc
 def _cfg(out: Path, extra: dict) -> Config:
     values = {**preset_values("quick"), "device": "cpu", "out": str(out), **extra}
     return config_from_dict(values, Config())
-
-
-def _strip(obj):
-    """summary.json without its timings (nested in ``iterations`` too)."""
-    if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in TIMING}
-    if isinstance(obj, list):
-        return [_strip(v) for v in obj]
-    return obj
 
 
 def _tensors(paths: RunPaths, n_iter: int) -> dict[str, torch.Tensor]:
@@ -115,13 +108,13 @@ def root(tmp_path_factory):
 def test_quick_run_matches_golden(root, name):
     paths = _run(root, CASES[name])
     n_iter = preset_values("quick")["n_iter"]
-    _check(name, _tensors(paths, n_iter), _strip(read_json(paths.summary)))
+    _check(name, _tensors(paths, n_iter), without_keys(read_json(paths.summary), TIMING))
 
 
 def test_layer_matched_magnitude_matches_golden(root):
     ref = _run(root, CASES["causal-reference"])  # reused when the reference case ran first
     paths = _run(root, {"method": "magnitude", "match_layers": str(ref.root)})
-    summary = _strip(read_json(paths.summary))
+    summary = without_keys(read_json(paths.summary), TIMING)
     summary.pop("run_name")  # hashes the reference run's folder, which is a temporary path
     _check(LAYER_MATCHED, _tensors(paths, preset_values("quick")["n_iter"]), summary)
 
@@ -166,5 +159,5 @@ def test_two_rank_ddp_masks_match_golden(root):
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     paths = RunPaths(_cfg(out, {**settings}).run_dir())
-    summary = _strip(read_json(paths.summary))
+    summary = without_keys(read_json(paths.summary), TIMING)
     _check("ddp-2-ranks", _tensors(paths, 2), {k: summary[k] for k in ("percent_pruned", "per_layer")})

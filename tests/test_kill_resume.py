@@ -32,6 +32,7 @@ import torch
 from causalprune.paths import RunPaths
 from causalprune.storage import load_checkpoint, load_tensors
 
+from .conftest import without_keys
 from .harness import ENV, MARKER
 
 HARNESS = str(Path(__file__).with_name("harness.py"))
@@ -126,14 +127,6 @@ def _chain(out: Path, points: list[str], log: dict) -> None:
         log["error"] = exc
 
 
-def _strip_timing(obj):
-    if isinstance(obj, dict):
-        return {k: _strip_timing(v) for k, v in obj.items() if k not in TIMING_KEYS}
-    if isinstance(obj, list):
-        return [_strip_timing(v) for v in obj]
-    return obj
-
-
 def _assert_same_results(ref: RunPaths, got: RunPaths) -> None:
     for rel in ("masks/final.safetensors", "masks/iter_01.safetensors", "masks/iter_02.safetensors",
                 "gammas/iter_01.safetensors", "gammas/iter_02.safetensors"):
@@ -149,7 +142,7 @@ def _assert_same_results(ref: RunPaths, got: RunPaths) -> None:
     s_ref, s_got = json.loads(ref.summary.read_text()), json.loads(got.summary.read_text())
     for key in ("test_accuracy", "percent_pruned", "best_val_accuracy"):
         assert s_got[key] == s_ref[key], key
-    a, b = _strip_timing(s_got), _strip_timing(s_ref)
+    a, b = without_keys(s_got, TIMING_KEYS), without_keys(s_ref, TIMING_KEYS)
     assert a == b, {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
 
 
