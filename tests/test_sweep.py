@@ -23,12 +23,13 @@ from causalprune.storage import write_json
 from causalprune.sweep import (
     BASELINES,
     SweepSpec,
-    baseline_configs,
+    follower_configs,
     causal_configs,
     magnitude_targets,
     parse_grid,
     parse_ints,
     planned_count,
+    seed_configs,
     run_sweep,
     sweep_dir,
 )
@@ -91,30 +92,36 @@ def _row(l1, seed, pp, status="ok", main=True, run_dir="x"):
             "main": main, "run_dir": run_dir}
 
 
-def test_magnitude_targets_follow_causal_medians_and_skip_failures():
-    rows = [_row(1e-12, 0, 20.0), _row(1e-12, 1, 30.0), _row(1e-12, 2, 22.0),
-            _row(1e-11, 0, 70.0), _row(1e-10, 0, 0.0, status="failed: empty")]
-    assert magnitude_targets(SweepSpec(l1_grid=(1e-12,)), rows) == [0.22, 0.7]
-    assert magnitude_targets(SweepSpec(l1_grid=(1e-12,), sparsity_grid=(0.5, 0.2, 0.5)), rows) == [0.2, 0.5]
+def test_magnitude_targets_pair_each_causal_run_or_follow_the_grid():
+    assert magnitude_targets(SweepSpec(l1_grid=(1e-12,)), _row(1e-12, 1, 22.345678)) == [0.2235]
+    assert magnitude_targets(SweepSpec(l1_grid=(1e-12,)), _row(1e-12, 0, 100.0)) == [0.9999]
+    assert magnitude_targets(SweepSpec(l1_grid=(1e-12,), sparsity_grid=(0.5, 0.2)), _row(1e-12, 0, 20.0)) == []
 
 
-def test_layer_matched_baselines_one_per_finished_main_causal_run(base, tmp_path):
-    rows = [_row(1e-12, 0, 20.0, run_dir=str(tmp_path / "a")), _row(1e-12, 1, 25.0, run_dir=str(tmp_path / "b")),
-            _row(1e-11, 0, 0, status="failed: x", run_dir=str(tmp_path / "c")),
-            _row(1e-12, 0, 20.0, main=False, run_dir=str(tmp_path / "d"))]
-    spec = SweepSpec(l1_grid=(1e-12, 1e-11), seeds=(0, 1))
-    for kind in BASELINES[1:]:
-        cfgs = baseline_configs(base, spec, rows, kind)
-        assert [(c.method, c.seed, Path(c.match_layers).name) for c in cfgs] == \
-            [(kind.split()[0], 0, "a"), (kind.split()[0], 1, "b")]
-        assert all(Path(c.match_layers).is_absolute() for c in cfgs)
-    mags = baseline_configs(base, spec, rows, "magnitude")
-    assert sorted((c.seed, c.target_sparsity) for c in mags) == [(0, 0.225), (1, 0.225)]  # median of 20 and 25
+def test_followers_of_a_causal_run_share_its_seed_and_setting(base, tmp_path):
+    row = _row(1e-12, 1, 25.0, run_dir=str(tmp_path / "a"))
+    spec = SweepSpec(l1_grid=(1e-12, 1e-11), seeds=(0, 1), baselines=BASELINES)
+    got = follower_configs(base, spec, row)
+    assert [c for c, _ in got] == ["magnitude", "magnitude (layer-matched)", "random (layer-matched)",
+                                   "causal-budget"]
+    assert all(cfg.seed == 1 for _, cfg in got)
+    mag, mm, rm, cb = (cfg for _, cfg in got)
+    assert (mag.method, mag.target_sparsity, mag.match_layers) == ("magnitude", 0.25, "")
+    for cfg, method in ((mm, "magnitude"), (rm, "random")):
+        assert cfg.method == method and Path(cfg.match_layers) == (tmp_path / "a").resolve()
+    assert (cb.method, cb.l1_coeff) == ("causal-budget", 1e-12)
+    per_seed = seed_configs(base, SweepSpec(l1_grid=(1e-12,), sparsity_grid=(0.5, 0.2), baselines=BASELINES), 2)
+    assert [(c, cfg.method, cfg.seed, cfg.target_sparsity) for c, cfg in per_seed] == \
+        [("none", "none", 2, -1.0), ("magnitude", "magnitude", 2, 0.2), ("magnitude", "magnitude", 2, 0.5)]
 
 
 def test_planned_count_matches_a_full_plan():
     spec = SweepSpec(l1_grid=(1e-13, 1e-12, 1e-11), seeds=(0, 1))
     assert planned_count(spec, 6) == 6 + 6 + 6 + 6
+    every = SweepSpec(l1_grid=(1e-13, 1e-12, 1e-11), seeds=(0, 1), baselines=BASELINES)
+    assert planned_count(every, 6) == 6 + 4 * 6 + 2
+    grid = SweepSpec(l1_grid=(1e-13,), seeds=(0, 1), sparsity_grid=(0.1, 0.2, 0.2), baselines=("magnitude", "none"))
+    assert planned_count(grid, 2) == 2 + 2 * (1 + 2)
 
 
 # -- the orchestration, with a fake trainer ---------------------------------------------------------
@@ -129,7 +136,7 @@ def _fake_pp(cfg: Config) -> float:
 class FakeExperiment:
     calls: list[str] = []
 
-    def __init__(self, cfg, overwrite=False, log=print):
+    def __init__(self, cfg, overwrite=False, log=print, shared=None):
         self.cfg = cfg
 
     def run(self):
@@ -165,7 +172,12 @@ def test_sweep_runs_every_curve_writes_its_files_and_reuses(base, fake):
     ok = [r for r in rows if r["status"] == "ok"]
     assert len([r for r in rows if r["curve"] == "causal"]) == 8
     assert [r["l1_coeff"] for r in rows if r["status"] != "ok"] == [1e-11, 1e-11]  # recorded, not fatal
-    assert len([r for r in ok if r["curve"] == "magnitude"]) == 2 * 3  # 3 distinct causal sparsities x 2 seeds
+    assert len([r for r in ok if r["curve"] == "magnitude"]) == 2 * 3  # one per finished causal run
+    for r in ok:  # each global magnitude run sits at the sparsity of its own seed's causal run
+        if r["curve"] == "magnitude":
+            twin = next(c for c in ok if c["curve"] == "causal" and c["seed"] == r["seed"]
+                        and round(c["percent_pruned"] / 100, 4) == r["target_sparsity"])
+            assert r["percent_pruned"] == pytest.approx(twin["percent_pruned"], abs=0.01)
     assert len([r for r in ok if "layer-matched" in r["curve"]]) == 2 * 6
     for r in ok:  # each layer-matched run sits at its causal run's sparsity
         if r["match_layers"]:

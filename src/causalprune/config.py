@@ -27,7 +27,7 @@ __all__ = ["Config", "CHOICES", "config_from_dict", "load_config_file", "diff_co
 
 # Allowed values of the categorical settings, declared once (used by the CLI and validation).
 CHOICES: dict[str, tuple[str, ...]] = {
-    "method": ("causal", "magnitude", "random", "none"),
+    "method": ("causal", "causal-budget", "magnitude", "random", "none"),
     "device": ("auto", "cpu", "cuda"),
     "solver": ("reference", "exact", "online"),
     "granularity": ("weight", "filter", "channel", "layer"),
@@ -46,7 +46,7 @@ class Config:
     # --- what to run ---------------------------------------------------------------------
     model: str = _f("lenet", "model name (see `causal-prune models`)")
     dataset: str = _f("fashion-mnist", "data set name")
-    method: str = _f("causal", "pruning method: causal | magnitude | random | none")
+    method: str = _f("causal", "pruning method: causal | causal-budget | magnitude | random | none")
     seed: int = _f(0, "seed for initialisation, the validation split, batch order and the Lasso")
     # --- Algorithm 1 (paper Table 1) --------------------------------------------------------
     n_pre: int = _f(10, "N_pre: pretraining epochs with Adam before pruning")
@@ -90,6 +90,10 @@ class Config:
     record_budget: str = _f("", "memory budget for the recording, e.g. 8GB (default: derived from free memory); a "
                                 "larger recording is spilled to a memory-mapped file in the run folder",
                             kind="runtime")
+    share_pretraining: bool = _f(True, "reuse the pretrained weights of any run with the same model, data, seed, "
+                                       "N_pre, learning rate, batch size and validation split (kept once in "
+                                       "<out>/pretrained/); off: every run pretrains in its own folder",
+                                 kind="runtime")
     tensorboard: bool = _f(False, "also write TensorBoard scalars and |gamma| histograms", kind="runtime")
     preset: str = _f("", "name of the preset applied before the flags (demo, paper, ...)", kind="runtime")
 
@@ -124,7 +128,7 @@ class Config:
                 raise ConfigError(f"--{_flag(f.name)} must be a finite number (got {getattr(self, f.name)})")
         if self.lasso_power_t < 0 or self.min_delta < 0:
             raise ConfigError("--lasso-power-t and --min-delta must be >= 0")
-        if self.method == "causal" and self.n_iter > 0 and self.n_prune == 0:
+        if self.method.startswith("causal") and self.n_iter > 0 and self.n_prune == 0:
             raise ConfigError("causal pruning needs --n-prune >= 1 (the recorded SGD epochs)")
         if self.loss_samples > self.batch_size:
             raise ConfigError(f"--loss-samples ({self.loss_samples}) cannot exceed --batch-size ({self.batch_size})")

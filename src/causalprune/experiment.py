@@ -16,6 +16,7 @@ ends with the same masks and metrics as one that was never interrupted.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -31,10 +32,21 @@ from .masks import Masks, apply_masks, check_not_empty, combine, current_masks, 
 from .methods import Decision, PruneContext, get_method
 from .models import MODELS, build_model
 from .paths import RunPaths
+from .pretrain import check_stage, pretrain_key, stage_paths
+from .record.recorder import Recorder
+from .shared import FirstEpochs, SharedEpochs
 from .results.layers import write_layer_sparsity
 from .results.summary import build_summary
 from .runstate import RunState, prepare_run_dir
-from .storage import load_checkpoint, lock_folder, read_json, save_checkpoint, save_tensors, write_json
+from .storage import (
+    copy_file,
+    load_checkpoint,
+    lock_folder,
+    read_json,
+    save_checkpoint,
+    save_tensors,
+    write_json,
+)
 from .structured.plan import structure_report
 from .tblog import TensorBoardLog
 from .train import EarlyStopping, epoch_seed, evaluate, first_samples_loss, global_batch_loss, train_epoch
@@ -77,8 +89,9 @@ class Experiment:
     """One run of Algorithm 1 for one method. ``Experiment(cfg).run()`` returns the summary."""
 
     def __init__(self, cfg: Config, *, overwrite: bool = False, log: Callable[[str], None] = print,
-                 callbacks: list[ExperimentCallback] | None = None):
+                 callbacks: list[ExperimentCallback] | None = None, shared: SharedEpochs | None = None):
         self.cfg = check_config(cfg)
+        self.shared = shared  # iteration 1's epochs shared with the other runs of a command (shared.py)
         self.callbacks = list(callbacks or [])
         self.method = get_method(cfg.method)
         ddp.init_from_env(cfg.device)  # under torchrun: join the process group (no-op otherwise)
@@ -188,24 +201,48 @@ class Experiment:
         return summary
 
     def pretrain(self) -> None:
+        """Algorithm 1 line 1, in the shared stage (pretrain.py) or, without sharing, in the run folder."""
         cfg = self.cfg
         if self.state["pretrain_done"]:
             return
+        if not (cfg.share_pretraining and cfg.n_pre > 0 and not ddp.is_dist()):
+            self._pretrain_epochs(self.paths, self.state, lambda st, **u: self._commit(**u))
+            return
+        stage = stage_paths(cfg, self.device)
+        key = pretrain_key(cfg, self.device)
+        with lock_folder(stage.lock, wait=True):  # another run computing this stage: wait, then reuse it
+            check_stage(stage, key)
+            write_json(stage.config, key)
+            shared = RunState(stage)
+            if shared["pretrain_done"]:
+                self.log(f"pretrained weights: reusing {stage.root}")
+            else:
+                self.log(f"pretraining into the shared stage {stage.root}")
+                self._pretrain_epochs(stage, shared, lambda st, **u: st.commit(**u))
+            copy_file(stage.pretrained, self.paths.pretrained)
+        self.state.rows.extend(r for r in shared.rows if r[0] == "pre")
+        self._commit(pretrain_epochs_done=cfg.n_pre, pretrain_done=True,
+                     pretrained_from=os.path.relpath(stage.root, self.paths.root))
+
+    def _pretrain_epochs(self, paths: RunPaths, state: RunState, commit: Callable[..., None]) -> None:
+        """N_pre epochs of Adam into ``paths`` (the run's folder or a shared stage), resuming after
+        the last finished epoch; ``commit(state, **done)`` marks progress."""
+        cfg = self.cfg
         opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr_train)
-        done = self.state["pretrain_epochs_done"]
+        done = state["pretrain_epochs_done"]
         if done:
-            ck = self._load(self.paths.pre_epoch(done))
+            ck = self._load(paths.pre_epoch(done))
             opt.load_state_dict(ck["optim"])
         for ep in range(done + 1, cfg.n_pre + 1):
             res = self._epoch(opt, "pretrain", str(ep), epoch_seed(cfg.seed, _PRE, ep), f"pretrain {ep}/{cfg.n_pre}")
-            self.state.log("pre", 0, ep, res.steps, "train_loss", res.loss)
+            state.log("pre", 0, ep, res.steps, "train_loss", res.loss)
             self.log(f"pretrain epoch {ep}/{cfg.n_pre}: train loss {res.loss:.4f}")
-            self._save(self.paths.pre_epoch(ep), optim=opt.state_dict())
-            self._commit(pretrain_epochs_done=ep)
-            self._drop(self.paths.pre_epoch, ep - 1)
-        self._save(self.paths.pretrained)
-        self._commit(pretrain_done=True)
-        self._drop(self.paths.pre_epoch, cfg.n_pre)
+            self._save(paths.pre_epoch(ep), optim=opt.state_dict())
+            commit(state, pretrain_epochs_done=ep)
+            self._drop(paths.pre_epoch, ep - 1)
+        self._save(paths.pretrained)
+        commit(state, pretrain_done=True)
+        self._drop(paths.pre_epoch, cfg.n_pre)
 
     def prune_iteration(self, it: int) -> None:
         """Algorithm 1, lines 3-7: SGD epochs, decide, multiply the masks, rewind."""
@@ -214,10 +251,10 @@ class Experiment:
             return
         self._load(self.paths.pretrained if it == 1 else self.paths.pruned(it - 1))
         old = current_masks(self.model)
-        decision, (record_s, lasso_s) = self._decide(it, old)
+        decision, (record_s, lasso_s), reused = self._decide(it, old)
         new = combine(old, decision.keep)
         check_not_empty(new, cfg.allow_empty_layers,
-                        "use a smaller --l1-coeff" if cfg.method == "causal" else "lower the pruning fraction")
+                        "use a smaller --l1-coeff" if cfg.method.startswith("causal") else "lower the pruning fraction")
         new = agree.agree_on_masks(new, tag=f"iter_{it:02d}")
         for hook in self.callbacks:
             hook.after_decide(it, new)
@@ -226,7 +263,7 @@ class Experiment:
         apply_masks(self.model, new)
         pct = sparsity(new)
         info = {"iteration": it, "percent_pruned": pct, "record_seconds": record_s, "lasso_seconds": lasso_s,
-                "record_bytes": self.method.record_bytes}
+                "record_bytes": self.method.record_bytes, **({"shared_epochs": True} if reused else {})}
         self.state.log("prune", it, 0, 0, "percent_pruned", pct)
         self.log(f"iteration {it}/{cfg.n_iter}: {pct:.2f}% pruned"
                  + (f" (record {record_s:.1f}s, lasso {lasso_s:.1f}s)" if self.method.records else ""))
@@ -239,28 +276,66 @@ class Experiment:
         self._save(self.paths.pruned(it))
         self._commit(iterations_done=it, iterations=self.state["iterations"] + [info])
 
-    def _decide(self, it: int, old: Masks) -> tuple[Decision, tuple[float, float]]:
+    def _decide(self, it: int, old: Masks) -> tuple[Decision, tuple[float, float], bool]:
         """The method's N_prune SGD epochs and its decision; (record, Lasso) seconds for a method
-        that fits on what the epochs recorded."""
+        that fits on what the epochs recorded; whether the epochs were another run's (shared.py)."""
         cfg, method = self.cfg, self.method
         ctx = PruneContext(cfg, it, self.model, old, self.device, lasso_seed=epoch_seed(cfg.seed, _LASSO, it),
                            decision_seed=epoch_seed(cfg.seed, _DECIDE, it), steps_per_epoch=self._steps_per_epoch(),
                            spill_path=self.paths.spill(it, ddp.rank()), log=self.log)
         if not method.trains:
-            return method.decide(ctx), (0.0, 0.0)
+            return method.decide(ctx), (0.0, 0.0), False
         t0 = time.time()
-        opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr_prune, momentum=cfg.momentum)
-        callbacks = method.begin(ctx)
-        loss_fn = first_samples_loss(cfg.loss_samples) if cfg.loss_samples else global_batch_loss
-        for ep in range(1, cfg.n_prune + 1):
-            res = self._epoch(opt, "record", f"{it}.{ep}", epoch_seed(cfg.seed, _PRUNE, it, ep),
-                              f"iter {it} sgd {ep}/{cfg.n_prune}", callbacks, loss_fn)
-            self.state.log("prune", it, ep, res.steps, "train_loss", res.loss)
+        share = self._share(it)
+        reused = share.get(cfg, self.device, needs_recording=method.records) if share else None
+        if reused is not None:  # iteration 1's epochs as another run of this command left them (shared.py)
+            self.model.load_state_dict(reused.state)
+            self.state.rows.extend(reused.rows)
+            ctx.recording = reused.recording
+            self.log(f"iteration {it}: reusing the SGD epochs{' and recording' if method.records else ''} "
+                     "of an earlier run with the same pretraining and protocol")
+        else:
+            self._train_and_record(ctx, it)
         t1 = time.time()
         for hook in self.callbacks:
             hook.before_decide(it)
         decision = method.decide(ctx)
-        return decision, ((t1 - t0, time.time() - t1) if method.records else (0.0, 0.0))
+        lasso_s = time.time() - t1
+        if reused is None:
+            rec = ctx.recording
+            if share is not None:
+                kept = rec if self._shareable(rec) else None
+                share.put(cfg, self.device, FirstEpochs(
+                    {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                    self._epoch_rows, kept, t1 - t0))
+                rec = None if kept is not None else rec  # a kept recording is the share's to free
+            if rec is not None:
+                rec.free()
+        seconds = (t1 - t0, lasso_s) if method.records else (0.0, 0.0)
+        return decision, seconds, reused is not None
+
+    def _train_and_record(self, ctx: PruneContext, it: int) -> None:
+        """Algorithm 1 line 4: N_prune epochs of SGD, with the method's step callbacks (its recorder)."""
+        cfg = self.cfg
+        opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr_prune, momentum=cfg.momentum)
+        callbacks = self.method.begin(ctx)
+        loss_fn = first_samples_loss(cfg.loss_samples) if cfg.loss_samples else global_batch_loss
+        first = len(self.state.rows)
+        for ep in range(1, cfg.n_prune + 1):
+            res = self._epoch(opt, "record", f"{it}.{ep}", epoch_seed(cfg.seed, _PRUNE, it, ep),
+                              f"iter {it} sgd {ep}/{cfg.n_prune}", callbacks, loss_fn)
+            self.state.log("prune", it, ep, res.steps, "train_loss", res.loss)
+        self._epoch_rows = self.state.rows[first:]
+
+    def _share(self, it: int) -> SharedEpochs | None:
+        """The command's share of iteration 1's epochs, where it applies (shared.py)."""
+        if it != 1 or self.shared is None or ddp.is_dist() or self.cfg.solver == "online":
+            return None
+        return self.shared
+
+    @staticmethod
+    def _shareable(rec: object | None) -> bool:
+        return isinstance(rec, Recorder) and rec.spill is None
 
     def post_train(self) -> None:
         cfg = self.cfg

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["RunPaths", "SweepPaths", "ComparePaths", "Table2Paths", "OverlapPaths"]
+__all__ = ["RunPaths", "PretrainPaths", "SweepPaths", "ComparePaths", "Table2Paths", "OverlapPaths"]
 
 
 class RunPaths:
@@ -89,6 +89,17 @@ class RunPaths:
     def export(self, what: str, fmt: str, it: int | None = None) -> Path:
         suffix = "safetensors" if fmt == "safetensors" else "pt"
         return self.root / "export" / f"{what}{'' if it is None else f'_iter_{it:02d}'}.{suffix}"
+
+
+class PretrainPaths:
+    """Where the shared pretraining stages live (pretrain.py); each stage folder is laid out as a
+    run folder (:class:`RunPaths`)."""
+
+    DIRNAME = "pretrained"
+
+    @staticmethod
+    def folder(out: str | Path, model: str, dataset: str, seed: int, digest: str) -> Path:
+        return Path(out) / PretrainPaths.DIRNAME / f"{model}-{dataset}-s{seed}-{digest}"
 
 
 class _Folder:

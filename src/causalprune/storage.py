@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -25,6 +26,7 @@ from .errors import CausalPruneError, CheckpointError
 __all__ = [
     "atomic_path",
     "write_bytes",
+    "copy_file",
     "write_text",
     "write_json",
     "read_json",
@@ -125,6 +127,12 @@ def _fsync_dir(folder: Path) -> None:
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy ``src`` onto ``dst`` atomically (a kill leaves the old ``dst`` or the whole copy)."""
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -236,7 +244,7 @@ class FolderLock:
     under the first.
     """
 
-    def __init__(self, lock_file: str | os.PathLike):
+    def __init__(self, lock_file: str | os.PathLike, *, wait: bool = False):
         self.path = Path(lock_file)
         self._key: str | None = str(self.path.resolve())
         held = _LOCKS.get(self._key)
@@ -251,7 +259,8 @@ class FolderLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(self.path, "a+")
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # wait=True: block until the holder is done (a shared stage another run is computing).
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError:
             fh.seek(0)
             holder = fh.read().strip() or "unknown"
@@ -283,9 +292,10 @@ class FolderLock:
         self.release()
 
 
-def lock_folder(lock_file: str | os.PathLike) -> FolderLock:
-    """Take the lock of a folder (see :class:`FolderLock`); release it when the work ends."""
-    return FolderLock(lock_file)
+def lock_folder(lock_file: str | os.PathLike, *, wait: bool = False) -> FolderLock:
+    """Take the lock of a folder (see :class:`FolderLock`); release it when the work ends. With
+    ``wait`` a folder in use is waited for instead of refused."""
+    return FolderLock(lock_file, wait=wait)
 
 
 def is_temporary(path: Path) -> bool:

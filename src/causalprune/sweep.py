@@ -1,10 +1,16 @@
 """The phase-shift sweep (paper §1 Test 1, Fig. 1a; Fig. 2): many runs under one protocol.
 
 Causal pruning's sparsity is an *outcome* of L1_coeff, so causal runs sweep a log-spaced grid of
-L1_coeff; magnitude pruning takes a target sparsity, by default the sparsities causal reached
-(median over seeds per L1_coeff), so both curves cover the same range. For each causal run of the
-main protocol two layer-matched baselines prune within each layer to exactly that run's per-layer
-sparsity, by magnitude and at random: they separate "how much per layer" from "which weights".
+L1_coeff; magnitude pruning takes a target sparsity, by default exactly the sparsity the causal run
+of the same seed and L1_coeff reached, so every magnitude run is paired with a causal run. For each
+causal run of the main protocol two layer-matched baselines prune within each layer to exactly that
+run's per-layer sparsity, by magnitude and at random, and ``causal-budget`` follows causal's
+per-layer count iteration by iteration: they separate "how much per layer" from "which weights".
+``none`` adds the unpruned reference of each seed.
+
+Every run starts from its seed's shared pretraining (pretrain.py), and iteration 1's SGD epochs and
+recording are made once per seed and reused by every run of the sweep (shared.py): per extra
+L1_coeff, only its Lasso is new in iteration 1.
 
 The main protocol is the first value of each of ``n_iter_grid`` and ``n_prune_grid``; further
 values add causal runs for the hyperparameter strip plots only. Every run is an ordinary run
@@ -26,13 +32,15 @@ from .config import Config
 from .errors import ConfigError, EmptyLayerError, TrainingError
 from .paths import RunPaths, SweepPaths
 from .results.runs import read_run
+from .shared import SharedEpochs
 from .storage import read_json, write_json
 
 __all__ = ["SweepSpec", "BASELINES", "parse_grid", "parse_ints", "sweep_dir", "causal_configs",
-           "magnitude_targets", "baseline_configs", "run_sweep", "planned_count"]
+           "magnitude_targets", "follower_configs", "seed_configs", "run_sweep", "planned_count", "DEFAULT_BASELINES"]
 
-# Baseline curves a sweep can add to the causal one.
-BASELINES = ("magnitude", "magnitude (layer-matched)", "random (layer-matched)")
+# Baseline curves a sweep can add to the causal one (the first three by default).
+BASELINES = ("magnitude", "magnitude (layer-matched)", "random (layer-matched)", "causal-budget", "none")
+DEFAULT_BASELINES = BASELINES[:3]
 # Failures that are an outcome of a setting (an L1_coeff so large it empties a layer, a diverging
 # run), not a mistake of the user: the sweep records them and goes on.
 _RUN_FAILURES = (EmptyLayerError, TrainingError)
@@ -45,7 +53,7 @@ class SweepSpec:
     sparsity_grid: tuple[float, ...] | None = None  # fractions in [0, 1); None: follow causal
     n_iter_grid: tuple[int, ...] = ()                # empty: the base config's value
     n_prune_grid: tuple[int, ...] = ()
-    baselines: tuple[str, ...] = BASELINES
+    baselines: tuple[str, ...] = DEFAULT_BASELINES
 
     def validate(self) -> "SweepSpec":
         if not self.l1_grid or not self.seeds:
@@ -108,50 +116,68 @@ def causal_configs(base: Config, spec: SweepSpec) -> list[Config]:
             for i, p in protocols for s in spec.seeds for l1 in spec.l1_grid]
 
 
-def magnitude_targets(spec: SweepSpec, causal_rows: list[dict]) -> list[float]:
-    """The global-magnitude target sparsities: the given grid, or the median over seeds of the
-    sparsity the main-protocol causal runs reached at each L1_coeff (rounded to 0.01 %, so reruns hit the same runs)."""
+def magnitude_targets(spec: SweepSpec, causal_row: dict) -> list[float]:
+    """Global-magnitude target sparsities that go with one finished main causal run: the given
+    grid (run once per seed, see :func:`seed_configs`), or else exactly the sparsity that run
+    reached (rounded to 0.01 %, so reruns hit the same runs). Pairing each magnitude run with the
+    causal run of its own seed makes "equal sparsity" exact per seed, for paired tests."""
     if spec.sparsity_grid is not None:
-        return sorted(set(spec.sparsity_grid))
-    by_l1: dict[float, list[float]] = {}
-    for r in causal_rows:
-        if r.get("status") == "ok" and r.get("main", True):
-            by_l1.setdefault(r["l1_coeff"], []).append(r["percent_pruned"])
-    targets = {min(round(float(np.median(v)) / 100.0, 4), 0.9999) for v in by_l1.values()}
-    return sorted(targets)
+        return []
+    return [min(round(float(causal_row["percent_pruned"]) / 100.0, 4), 0.9999)]
 
 
-def baseline_configs(base: Config, spec: SweepSpec, causal_rows: list[dict], kind: str) -> list[Config]:
-    """Configs of one baseline curve, on the main protocol."""
-    main = _main(base, spec)
-    if kind == "magnitude":
-        return [main.replace(method="magnitude", seed=s, target_sparsity=t)
-                for s in spec.seeds for t in magnitude_targets(spec, causal_rows)]
-    method = kind.split()[0]
-    return [main.replace(method=method, seed=r["seed"], match_layers=str(Path(r["run_dir"]).resolve()))
-            for r in causal_rows if r.get("status") == "ok" and r.get("main")]
+def follower_configs(base: Config, spec: SweepSpec, causal_row: dict) -> list[tuple[str, Config]]:
+    """(curve, config) of the baselines that follow one finished main-protocol causal run: global
+    magnitude at its sparsity, the layer-matched baselines at its per-layer sparsities, and
+    causal-budget at its L1_coeff, all on its seed."""
+    main = _main(base, spec).replace(seed=causal_row["seed"])
+    out = []
+    for kind in spec.baselines:
+        if kind == "magnitude":
+            out += [(kind, main.replace(method="magnitude", target_sparsity=t))
+                    for t in magnitude_targets(spec, causal_row)]
+        elif kind.endswith("(layer-matched)"):
+            out.append((kind, main.replace(method=kind.split()[0],
+                                           match_layers=str(Path(causal_row["run_dir"]).resolve()))))
+        elif kind == "causal-budget":
+            out.append((kind, main.replace(method="causal-budget", l1_coeff=causal_row["l1_coeff"])))
+    return out
+
+
+def seed_configs(base: Config, spec: SweepSpec, seed: int) -> list[tuple[str, Config]]:
+    """(curve, config) of the runs a seed needs once: the unpruned reference, and global magnitude
+    at each --sparsity-grid value."""
+    main = _main(base, spec).replace(seed=seed)
+    out = [("none", main.replace(method="none"))] if "none" in spec.baselines else []
+    if "magnitude" in spec.baselines and spec.sparsity_grid is not None:
+        out += [("magnitude", main.replace(method="magnitude", target_sparsity=t))
+                for t in sorted(set(spec.sparsity_grid))]
+    return out
 
 
 def planned_count(spec: SweepSpec, n_causal: int) -> int:
     """How many runs the sweep will have (for the progress bar), before any has run."""
     n_main = len(spec.l1_grid) * len(spec.seeds)
-    n_mag = len(spec.seeds) * (len(set(spec.sparsity_grid)) if spec.sparsity_grid is not None else len(spec.l1_grid))
-    return n_causal + ("magnitude" in spec.baselines) * n_mag + \
-        sum(b in spec.baselines for b in BASELINES[1:]) * n_main
+    per_causal = sum(b in spec.baselines for b in BASELINES[1:4]) + \
+        ("magnitude" in spec.baselines and spec.sparsity_grid is None)
+    per_seed = ("none" in spec.baselines) + \
+        ("magnitude" in spec.baselines and spec.sparsity_grid is not None) * len(set(spec.sparsity_grid or ()))
+    return n_causal + n_main * per_causal + len(spec.seeds) * per_seed
 
 
-def _one(cfg: Config, curve: str, failures: dict, *, overwrite: bool, retry: bool, log) -> dict:
+def _one(cfg: Config, curve: str, failures: dict, shared: SharedEpochs, *, overwrite: bool, retry: bool,
+         log) -> dict:
     from .experiment import Experiment
 
     name = cfg.run_name()
-    row = {"curve": curve, "method": cfg.method, "seed": cfg.seed, "l1_coeff": cfg.l1_coeff if cfg.method == "causal" else None,
+    row = {"curve": curve, "method": cfg.method, "seed": cfg.seed, "l1_coeff": cfg.l1_coeff if cfg.method.startswith("causal") else None,
            "target_sparsity": cfg.target_sparsity if cfg.target_sparsity >= 0 else None, "n_iter": cfg.n_iter,
            "n_prune": cfg.n_prune, "match_layers": cfg.match_layers, "run_dir": str(cfg.run_dir())}
     if name in failures and not (retry or overwrite):
         return {**row, "status": f"failed: {failures[name]}", "reused": True}
     reused = RunPaths(cfg.run_dir()).summary.is_file() and not overwrite
     try:
-        Experiment(cfg, overwrite=overwrite, log=log).run()
+        Experiment(cfg, overwrite=overwrite, log=log, shared=shared).run()
     except _RUN_FAILURES as exc:
         failures[name] = str(exc)
         return {**row, "status": f"failed: {exc}", "reused": False}
@@ -177,25 +203,28 @@ def run_sweep(base: Config, spec: SweepSpec, *, overwrite: bool = False, retry_f
     quiet = log or (lambda msg: None)
     causal = causal_configs(base, spec)
     rows: list[dict] = []
-    with tqdm(total=planned_count(spec, len(causal)), desc="sweep", unit="run", disable=None) as bar:
-        def go(cfg: Config, curve: str, main: bool) -> None:
-            row = _one(cfg, curve, failures, overwrite=overwrite, retry=retry_failed, log=quiet)
+    with tqdm(total=planned_count(spec, len(causal)), desc="sweep", unit="run", disable=None) as bar, \
+            SharedEpochs() as shared:
+        def go(cfg: Config, curve: str, main: bool) -> dict:
+            row = _one(cfg, curve, failures, shared, overwrite=overwrite, retry=retry_failed, log=quiet)
             rows.append({**row, "main": main})
             write_json(fail_path, failures)
             bar.update(1)
             bar.write(_describe(row))
+            return rows[-1]
 
+        # Seed by seed, each causal run followed at once by the baselines made from it: a sweep
+        # stopped half-way leaves complete groups, and iteration 1's recording is shared by them all.
         n_main = len(spec.l1_grid) * len(spec.seeds)
         for i, cfg in enumerate(causal):
-            go(cfg, "causal", i < n_main)
-        # The baselines' runs are known only now: magnitude follows causal's sparsities, and a
-        # failed causal run has no layer-matched twins.
-        plan = [(kind, baseline_configs(base, spec, list(rows), kind)) for kind in BASELINES if kind in spec.baselines]
-        bar.total = len(rows) + sum(len(cfgs) for _, cfgs in plan)
-        bar.refresh()
-        for kind, cfgs in plan:
-            for cfg in cfgs:
-                go(cfg, kind, True)
+            main = i < n_main
+            if main and i % len(spec.l1_grid) == 0:
+                for curve, other in seed_configs(base, spec, cfg.seed):
+                    go(other, curve, True)
+            row = go(cfg, "causal", main)
+            if main and row["status"] == "ok":
+                for curve, other in follower_configs(base, spec, row):
+                    go(other, curve, True)
     write_sweep_outputs(rows, out, base, spec)
     return rows, out
 
@@ -203,7 +232,7 @@ def run_sweep(base: Config, spec: SweepSpec, *, overwrite: bool = False, retry_f
 def _describe(row: dict) -> str:
     where = f"l1={row['l1_coeff']:.1e}" if row["l1_coeff"] is not None else \
         f"S={100 * row['target_sparsity']:.2f}%" if row["target_sparsity"] is not None else \
-        f"match {Path(row['match_layers']).name}"
+        f"match {Path(row['match_layers']).name}" if row["match_layers"] else "unpruned"
     head = f"{row['curve']:<26} seed {row['seed']} {where}"
     if row["status"] != "ok":
         return f"{head}: {row['status']}"

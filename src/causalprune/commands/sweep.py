@@ -11,6 +11,8 @@ __all__ = ["register"]
 
 # Set per run by the sweep; --name is left out too, since every run needs its own folder.
 _VARIED = ("method", "seed", "l1_coeff", "target_sparsity", "match_layers", "name")
+# --baselines names of sweep.BASELINES, in the same order.
+BASELINE_FLAGS = ("magnitude", "magnitude-matched", "random-matched", "causal-budget", "unpruned")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: 6 values, one per decade, from 1/100 to 1000 times the preset's L1_coeff)")
     g.add_argument("--sparsity-grid", default="", metavar="GRID",
                    help="global magnitude target sparsities as fractions: a,b,c or START:STOP:NUM (linear) "
-                        "(default: the sparsities causal reached, median over seeds per L1_coeff)")
+                        "(default: the sparsity each causal run reached, paired per seed and L1_coeff)")
     g.add_argument("--seeds", default="0", metavar="LIST", help="seeds, e.g. 0,1,2 (default: 0)")
     g.add_argument("--n-iter-grid", default="", metavar="LIST",
                    help="N_iter values for the hyperparameter study; the first is the main protocol "
@@ -37,8 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="N_prune values for the hyperparameter study; the first is the main protocol "
                         "(default: --n-prune)")
     g.add_argument("--baselines", default="magnitude,magnitude-matched,random-matched", metavar="LIST",
-                   help="baseline curves: any of magnitude, magnitude-matched, random-matched, or none "
-                        "(default: all three)")
+                   help="baseline curves: any of magnitude, magnitude-matched, random-matched, "
+                        "causal-budget (ours: causal's per-layer count, magnitude's choice), unpruned (one "
+                        "unpruned run per seed), or none (default: the first three)")
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun runs that failed before (e.g. an L1_coeff that emptied a layer)")
     p.add_argument("--overwrite", action="store_true", help="recompute every run even if it exists")
@@ -53,7 +56,7 @@ def spec_from_args(args: argparse.Namespace, base) -> "object":
 
     l1 = parse_grid(args.l1_grid, log=True) if args.l1_grid else \
         parse_grid(f"{base.l1_coeff / 100:.12g}:{base.l1_coeff * 1000:.12g}:6", log=True)
-    names = {"magnitude": BASELINES[0], "magnitude-matched": BASELINES[1], "random-matched": BASELINES[2]}
+    names = dict(zip(BASELINE_FLAGS, BASELINES))
     chosen = [b.strip() for b in args.baselines.split(",") if b.strip() and b.strip() != "none"]
     unknown = [b for b in chosen if b not in names]
     if unknown:

@@ -24,6 +24,7 @@ from .baselines import (
     random_decision,
     schedule_counts,
 )
+from .budget import CausalBudget
 from .causal import Causal, causal_decision
 
 __all__ = ["Decision", "PruneContext", "Method", "METHODS", "get_method", "causal_decision", "magnitude_decision",
@@ -31,6 +32,7 @@ __all__ = ["Decision", "PruneContext", "Method", "METHODS", "get_method", "causa
 
 METHODS: dict[str, Callable[[], Method]] = {
     "causal": Causal,
+    "causal-budget": CausalBudget,
     "magnitude": Magnitude,
     "random": RandomPruning,
     "none": NoPruning,

@@ -37,6 +37,10 @@ class PruneContext:
     steps_per_epoch: int = 0     # optimizer steps in one of the N_prune epochs (sizes the recording)
     spill_path: Path | None = None  # where a recording over the memory budget may go
     log: Callable[[str], None] = print
+    # The recording of the SGD epochs (a Recorder, or the online solver): made by a recording
+    # method's ``begin``, or handed in by the experiment when iteration 1's epochs are shared
+    # (shared.py). The experiment frees it after the decision.
+    recording: object | None = None
 
 
 class Method(Protocol):

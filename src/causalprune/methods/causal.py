@@ -105,7 +105,6 @@ class Causal:
 
     def __init__(self) -> None:
         self.record_bytes = 0
-        self._rec: Recorder | OnlineCausal | None = None
 
     def preflight(self, cfg: Config, model) -> None:
         pass
@@ -113,24 +112,24 @@ class Causal:
     def begin(self, ctx: PruneContext) -> list:
         cfg = ctx.cfg
         if cfg.solver == "online":  # streams eq. (9): stores nothing per step
-            self._rec = OnlineCausal(ctx.model, ctx.masks, cfg, device=ctx.device)
-            ctx.log(f"iteration {ctx.iteration}: online Lasso over {self._rec.width:,} live weights "
-                    f"= {format_bytes(self._rec.held_bytes())}")
+            rec = OnlineCausal(ctx.model, ctx.masks, cfg, device=ctx.device)
+            ctx.log(f"iteration {ctx.iteration}: online Lasso over {rec.width:,} live weights "
+                    f"= {format_bytes(rec.held_bytes())}")
         else:
             steps = cfg.n_prune * ctx.steps_per_epoch
             budget = parse_bytes(cfg.record_budget) if cfg.record_budget else None
-            self._rec = Recorder(ctx.model, ctx.masks, lr=cfg.lr_prune, max_steps=steps, dtype=cfg.record_dtype,
-                                 device=ctx.device, budget_bytes=budget, layers=owners.owned_layers(ctx.masks, cfg),
-                                 spill_path=ctx.spill_path)
-            ctx.log(f"iteration {ctx.iteration}: {self._rec.describe()}")
-        return [MeanLossOverRanks(self._rec)]  # eq. (8) pairs dtheta with the global batch's loss
+            rec = Recorder(ctx.model, ctx.masks, lr=cfg.lr_prune, max_steps=steps, dtype=cfg.record_dtype,
+                           device=ctx.device, budget_bytes=budget, layers=owners.owned_layers(ctx.masks, cfg),
+                           spill_path=ctx.spill_path)
+            ctx.log(f"iteration {ctx.iteration}: {rec.describe()}")
+        ctx.recording = rec
+        return [MeanLossOverRanks(rec)]  # eq. (8) pairs dtheta with the global batch's loss
 
     def decide(self, ctx: PruneContext) -> Decision:
-        rec, self._rec = self._rec, None
+        rec = ctx.recording
         if isinstance(rec, OnlineCausal):
             decision = keep_from_gammas(rec.layers, rec.gammas())
         else:
             decision = causal_decision(rec, ctx.cfg, torch.Generator().manual_seed(ctx.lasso_seed))
         self.record_bytes = rec.held_bytes()
-        rec.free()
         return decision

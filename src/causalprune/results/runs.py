@@ -20,7 +20,8 @@ __all__ = ["read_runs", "read_run", "expand_run_dirs", "curve_of", "run_label", 
            "summary_table"]
 
 # The curves of the phase-shift comparison, in drawing order.
-CURVES = ("causal", "magnitude", "magnitude (layer-matched)", "random (layer-matched)", "random", "none")
+CURVES = ("causal", "causal-budget", "magnitude", "magnitude (layer-matched)", "random (layer-matched)", "random",
+          "none")
 
 # config.json keys copied into every row (the summary wins where both have a value).
 _CONFIG_KEYS = ("method", "model", "dataset", "seed", "l1_coeff", "n_pre", "n_iter", "n_prune", "n_post",
@@ -92,7 +93,7 @@ def read_runs(paths: Iterable[str | Path], *, require_finished: bool = True) -> 
 def run_label(row: dict[str, Any]) -> str:
     """A short human name: the curve plus the setting that places it on that curve, and the seed."""
     curve, seed = row["curve"], row.get("seed")
-    if curve == "causal":
+    if curve in ("causal", "causal-budget"):
         detail = f" l1={row['l1_coeff']:.0e}"
     elif curve in ("magnitude", "random") and (row.get("target_sparsity") or -1) >= 0:
         detail = f" S={100 * row['target_sparsity']:.1f}%"
@@ -150,7 +151,7 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
     out = ["| run | method | model | data set | seed | L1_coeff | settings | % pruned | test acc. (%) "
            "| best val acc. (%) | wall (s) |", "|---|---|---|---|---:|---:|---|---:|---:|---:|---:|"]
     for r in rows:
-        l1 = _fmt(r.get("l1_coeff"), ".0e") if r.get("method") == "causal" else "—"
+        l1 = _fmt(r.get("l1_coeff"), ".0e") if str(r.get("method")).startswith("causal") else "—"
         settings = ", ".join(f"{k}={r['config'].get(k)}" for k in varied) or "—"
         out.append(f"| {r['label']} | {r.get('method')} | {r.get('model')} | {r.get('dataset')} | {r.get('seed')} "
                    f"| {l1} | {settings} | {_fmt(r.get('percent_pruned'), '.2f')} "

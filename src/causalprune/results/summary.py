@@ -77,7 +77,7 @@ def build_summary(cfg: Config, model: nn.Module, masks: Masks, spec: InputSpec, 
         "best_val_accuracy": best_val_accuracy,
         "iterations": iterations,
         "wall_seconds": wall_seconds,
-        "l1_coeff": cfg.l1_coeff if cfg.method == "causal" else None,
+        "l1_coeff": cfg.l1_coeff if cfg.method.startswith("causal") else None,
         "prune_fraction": cfg.prune_fraction() if cfg.method in ("magnitude", "random") else None,
         "environment": environment(device),
     }

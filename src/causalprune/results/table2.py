@@ -63,7 +63,7 @@ def run_table2(configs: Iterable[Config], *, match_sparsity: bool, overwrite: bo
     results: dict[str, list[dict]] = {}
     base = None
     for base in configs:
-        results[base.model], _ = compare(base, match_sparsity=match_sparsity, overwrite=overwrite)
+        results[base.model], _ = compare(base, match_sparsity=match_sparsity, overwrite=overwrite, methods=_METHODS)
     if base is None:
         raise ConfigError("table2 needs at least one model; pass --models")
     dataset = base.dataset
