@@ -37,6 +37,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "bf16": ("bench_bf16", "bf16 vs fp32 storage of the recording"),
     "alexnet32": ("bench_alexnet32", "Memory-bounded mode: AlexNet32 (23.2M weights) pruning phase"),
     "pipeline": ("bench_pipeline", "Input pipeline (epoch time per pipeline)"),
+    "sweep": ("bench_sweep", "A 7-value one-iteration sweep: every run alone vs pretrain once, record once"),
 }
 GPU_REFERENCE = """Every figure above is from the CPU. The recording buffer and the solver live on the training device
 (``--device cuda``; the solver's torch path runs there), but no section of this suite times them on a GPU

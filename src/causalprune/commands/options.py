@@ -26,7 +26,9 @@ def add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> 
         g = groups[f.metadata["kind"]]
         help_text = f"{f.metadata['help']} (default: {default!r})"
         if f.type in ("bool", bool):
-            g.add_argument(flag, dest=f.name, action="store_true", default=argparse.SUPPRESS, help=help_text)
+            # --flag / --no-flag, so that a setting on by default can be turned off too.
+            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                           help=help_text)
             continue
         conv = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
         g.add_argument(flag, dest=f.name, type=conv, default=argparse.SUPPRESS, metavar=f.name.upper(),

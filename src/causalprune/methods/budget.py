@@ -1,4 +1,4 @@
-"""``--method causal-budget`` (ours, not the paper's; docs/method.md §5): causal pruning's per-layer
+"""``--method causal-budget`` (ours, not the paper's; docs/method.md §4): causal pruning's per-layer
 count, magnitude's choice of weights.
 
 Each iteration fits the same per-layer Lasso as ``causal`` (eq. 9) and takes from it only *how
