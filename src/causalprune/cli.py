@@ -14,7 +14,8 @@ from .errors import CausalPruneError
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # Subcommand modules, in the order `causal-prune --help` lists them.
-COMMANDS = ["run", "compare", "table2", "models", "sweep", "masks", "runs", "analyze", "report", "export", "shrink"]
+COMMANDS = ["run", "compare", "table2", "models", "sweep", "study", "masks", "runs", "analyze", "report", "export",
+            "shrink"]
 
 
 class _Parser(argparse.ArgumentParser):

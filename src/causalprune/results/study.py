@@ -1,0 +1,222 @@
+"""A multi-seed study of causal pruning against its baselines at equal sparsity (``causal-prune study``).
+
+Input: finished run folders of one protocol, as ``sweep --baselines ...,causal-budget,unpruned``
+makes them. Each causal run (one seed, one L1_coeff) is a *group* with the runs made from it:
+
+* ``magnitude``: global magnitude, same seed, target sparsity = that causal run's (sweep.py);
+* ``magnitude (layer-matched)``, ``random (layer-matched)``: ``--match-layers`` that causal run;
+* ``causal-budget``: same seed and L1_coeff;
+* ``none``: the seed's unpruned run.
+
+Per L1_coeff and method: test accuracy and percent pruned as mean ± the half-width of a 95 % t
+interval over seeds. Per L1_coeff and baseline: the paired difference causal − baseline per seed,
+its t interval and a paired t test (scipy). Over all L1_coeff values: the seed-level test of
+analysis/stats.py (each seed one difference, the mean over its pairs; Wilcoxon and sign tests).
+Also the 10 %→90 % transition width of each curve per seed, and the top Hessian eigenvalues of
+the runs that have them (``causal-prune analyze --hessian``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..storage import atomic_path, write_text
+
+__all__ = ["STUDY_METHODS", "study_groups", "study_tables", "write_study"]
+
+STUDY_METHODS = ("causal", "magnitude", "magnitude (layer-matched)", "random (layer-matched)", "causal-budget",
+                 "none")
+_PROTOCOL = ("model", "dataset", "n_pre", "n_iter", "n_prune", "n_post")
+
+
+def _ok(r: dict) -> bool:
+    return r.get("test_accuracy") is not None and r.get("finished", True)
+
+
+def _same_run(a: str, b: str) -> bool:
+    return bool(a) and bool(b) and Path(a).resolve() == Path(b).resolve()
+
+
+def study_groups(rows: list[dict]) -> list[dict]:
+    """One group per finished causal run: its seed, L1_coeff and the run of each method (or None)."""
+    rows = [r for r in rows if _ok(r)]
+    groups = []
+    for c in sorted((r for r in rows if r["curve"] == "causal"), key=lambda r: (r["l1_coeff"], r["seed"])):
+        same = [r for r in rows if r["seed"] == c["seed"] and all(r.get(k) == c.get(k) for k in _PROTOCOL)]
+        target = min(round(float(c["percent_pruned"]) / 100.0, 4), 0.9999)
+        pick = {
+            "causal": c,
+            "magnitude": next((r for r in same if r["curve"] == "magnitude"
+                               and r.get("target_sparsity") == target), None),
+            "causal-budget": next((r for r in same if r["curve"] == "causal-budget"
+                                   and r.get("l1_coeff") == c["l1_coeff"]), None),
+            "none": next((r for r in same if r["curve"] == "none"), None),
+        }
+        for curve in ("magnitude (layer-matched)", "random (layer-matched)"):
+            pick[curve] = next((r for r in same if r["curve"] == curve
+                                and _same_run(r.get("match_layers") or "", c["run_dir"])), None)
+        groups.append({"seed": c["seed"], "l1_coeff": c["l1_coeff"], "runs": pick})
+    return groups
+
+
+def _mean_ci(xs: list[float]) -> tuple[float, float]:
+    """Mean and half-width of the 95 % t interval (NaN half-width below 2 values)."""
+    from ..analysis.stats import t_interval
+
+    if not xs:
+        return math.nan, math.nan
+    lo, hi = t_interval(xs)
+    return float(np.mean(xs)), (hi - lo) / 2 if math.isfinite(lo) else math.nan
+
+
+def study_tables(rows: list[dict]) -> dict[str, Any]:
+    """Every table of the study from the runs' rows (see the module docstring)."""
+    from scipy import stats as st
+
+    from ..analysis.stats import paired_test
+    from .sweep_files import phase_curves, phase_widths
+
+    groups = study_groups(rows)
+    l1s = sorted({g["l1_coeff"] for g in groups})
+    accuracy, pairs = [], []
+    for l1 in l1s:
+        mine = [g for g in groups if g["l1_coeff"] == l1]
+        for m in STUDY_METHODS:
+            runs = [g["runs"][m] for g in mine if g["runs"][m] is not None]
+            acc, acc_ci = _mean_ci([r["test_accuracy"] for r in runs])
+            pp, pp_ci = _mean_ci([r["percent_pruned"] for r in runs])
+            accuracy.append({"l1_coeff": l1, "method": m, "seeds": len(runs), "accuracy_mean": acc,
+                             "accuracy_ci95": acc_ci, "pruned_mean": pp, "pruned_ci95": pp_ci,
+                             "per_seed": {r["seed"]: r["test_accuracy"] for r in runs}})
+        for m in STUDY_METHODS[1:]:
+            both = [(g["runs"]["causal"]["test_accuracy"], g["runs"][m]["test_accuracy"]) for g in mine
+                    if g["runs"][m] is not None]
+            diffs = [a - b for a, b in both]
+            mean, ci = _mean_ci(diffs)
+            p = float(st.ttest_rel([a for a, _ in both], [b for _, b in both]).pvalue) if len(both) >= 2 \
+                and np.std(diffs) > 0 else math.nan
+            pairs.append({"l1_coeff": l1, "baseline": m, "seeds": len(both), "diff_mean": mean, "diff_ci95": ci,
+                          "t_test_p": p})
+    overall = []
+    for m in STUDY_METHODS[1:-1]:
+        seeds, diffs = zip(*[(g["seed"], g["runs"]["causal"]["test_accuracy"] - g["runs"][m]["test_accuracy"])
+                             for g in groups if g["runs"][m] is not None]) if any(
+            g["runs"][m] is not None for g in groups) else ((), ())
+        t = paired_test(list(seeds), list(diffs), margin=0.1)
+        overall.append({"baseline": m, "seeds": t.n, "pairs": t.pairs, "diff_mean": t.mean,
+                        "diff_ci95_low": t.interval[0], "diff_ci95_high": t.interval[1],
+                        "signed_rank_p": t.signed_rank_p, "sign_p": t.sign.pvalue, "verdict": t.verdict})
+    used = [g["runs"][m] for g in groups for m in STUDY_METHODS[:-1] if g["runs"][m] is not None]
+    widths = phase_widths(phase_curves([{**r, "main": True, "status": "ok"} for r in used]))["curves"] if used else {}
+    width_rows = []
+    for curve, w in widths.items():
+        per = [v for v in w["per_seed"].values() if v is not None]
+        mean, ci = _mean_ci(per)
+        width_rows.append({"curve": curve, "per_seed": w["per_seed"], "mean": mean, "ci95": ci,
+                           "median_curve": w["width_pp"]})
+    eig = [{"seed": r["seed"], "method": r["curve"], "l1_coeff": g["l1_coeff"], "percent_pruned": r["percent_pruned"],
+            "top3": list(r["eigenvalues"][:3])}
+           for g in groups for r in g["runs"].values() if r is not None and r.get("eigenvalues")]
+    seeds = sorted({g["seed"] for g in groups})
+    return {"groups": len(groups), "seeds": seeds, "l1_grid": l1s, "accuracy": accuracy, "pairs": pairs,
+            "overall": overall, "widths": width_rows, "eigenvalues": eig}
+
+
+def _pm(mean: float, ci: float, fmt: str = ".2f") -> str:
+    if not math.isfinite(mean):
+        return "—"
+    return f"{mean:{fmt}}" + (f" ± {ci:{fmt}}" if math.isfinite(ci) else "")
+
+
+def _p(p: float) -> str:
+    return "—" if not math.isfinite(p) else f"{p:.3f}"
+
+
+def study_markdown(t: dict[str, Any]) -> str:
+    out = [f"{t['groups']} causal runs, seeds {', '.join(map(str, t['seeds']))}; mean ± half-width of the 95% "
+           "t interval over seeds.", "", "### Test accuracy (%) and percent pruned, per L1_coeff", "",
+           "| L1_coeff | method | seeds | % pruned | test accuracy |", "|---|---|---:|---:|---:|"]
+    for r in t["accuracy"]:
+        out.append(f"| {r['l1_coeff']:.0e} | {r['method']} | {r['seeds']} | {_pm(r['pruned_mean'], r['pruned_ci95'], '.1f')} "
+                   f"| {_pm(r['accuracy_mean'], r['accuracy_ci95'])} |")
+    out += ["", "### Paired differences, causal − baseline (accuracy points), per L1_coeff", "",
+            "| L1_coeff | baseline | seeds | difference | paired t test p |", "|---|---|---:|---:|---:|"]
+    for r in t["pairs"]:
+        out.append(f"| {r['l1_coeff']:.0e} | {r['baseline']} | {r['seeds']} | {_pm(r['diff_mean'], r['diff_ci95'])} "
+                   f"| {_p(r['t_test_p'])} |")
+    out += ["", "### Over every L1_coeff: one difference per seed (the mean over its pairs)", "",
+            "| baseline | seeds | pairs | mean difference | 95% t interval | Wilcoxon p | sign p | verdict |",
+            "|---|---:|---:|---:|---|---:|---:|---|"]
+    for r in t["overall"]:
+        out.append(f"| {r['baseline']} | {r['seeds']} | {r['pairs']} | {_pm(r['diff_mean'], math.nan)} | "
+                   f"{_pm(r['diff_ci95_low'], math.nan)} to {_pm(r['diff_ci95_high'], math.nan)} | "
+                   f"{_p(r['signed_rank_p'])} | {_p(r['sign_p'])} | {r['verdict']} |")
+    out += ["", "### 10%→90% transition width (points of sparsity), per seed", "",
+            "| curve | per seed | mean ± 95% | on the median curve |", "|---|---|---:|---:|"]
+    for r in t["widths"]:
+        per = ", ".join(f"s{s}: {'no drop' if v is None else f'{v:.1f}'}" for s, v in r["per_seed"].items())
+        med = "no drop" if r["median_curve"] is None else f"{r['median_curve']:.1f}"
+        out.append(f"| {r['curve']} | {per} | {_pm(r['mean'], r['ci95'], '.1f')} | {med} |")
+    if t["eigenvalues"]:
+        out += ["", "### Top-3 Hessian eigenvalues", "", "| seed | method | L1_coeff | % pruned | λ1, λ2, λ3 |",
+                "|---:|---|---|---:|---|"]
+        for r in sorted(t["eigenvalues"], key=lambda r: (r["l1_coeff"], r["seed"], r["method"])):
+            out.append(f"| {r['seed']} | {r['method']} | {r['l1_coeff']:.0e} | {r['percent_pruned']:.1f} | "
+                       + ", ".join(f"{v:.3g}" for v in r["top3"]) + " |")
+    return "\n".join(out) + "\n"
+
+
+def write_study(rows: list[dict], out: str | Path) -> dict[str, Any]:
+    """study.md, study.csv (accuracy table), study_pairs.csv and study.png in ``out``; returns the tables."""
+    t = study_tables(rows)
+    out = Path(out)
+    write_text(out / "study.md", "# Multi-seed study\n\n" + study_markdown(t))
+    for name, table, skip in (("study.csv", t["accuracy"], {"per_seed"}), ("study_pairs.csv", t["pairs"], set())):
+        buf = io.StringIO()
+        cols = [k for k in (table[0] if table else {}) if k not in skip]
+        w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        w.writerows(table)
+        write_text(out / name, buf.getvalue())
+    _plot(t, out / "study.png")
+    return t
+
+
+def _plot(t: dict[str, Any], png: Path) -> None:
+    """Test accuracy against percent pruned: each method's mean over seeds with its 95 % intervals
+    in both directions, one point per L1_coeff (the unpruned reference as a band)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, m in enumerate(STUDY_METHODS):
+        pts = [r for r in t["accuracy"] if r["method"] == m and r["seeds"]]
+        if not pts:
+            continue
+        if m == "none":
+            acc, ci = pts[0]["accuracy_mean"], pts[0]["accuracy_ci95"]
+            ax.axhline(acc, color="grey", ls="--", lw=1, label="unpruned")
+            if math.isfinite(ci):
+                ax.axhspan(acc - ci, acc + ci, color="grey", alpha=0.15)
+            continue
+        xs, ys = [r["pruned_mean"] for r in pts], [r["accuracy_mean"] for r in pts]
+        xerr = [0 if not math.isfinite(r["pruned_ci95"]) else r["pruned_ci95"] for r in pts]
+        yerr = [0 if not math.isfinite(r["accuracy_ci95"]) else r["accuracy_ci95"] for r in pts]
+        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, marker="osD^vx"[i % 6], capsize=3, lw=1.2, label=m)
+    ax.set_xlabel("weights pruned (%), mean over seeds")
+    ax.set_ylabel("test accuracy (%), mean ± 95% interval")
+    ax.set_title(f"Accuracy at equal sparsity over {len(t['seeds'])} seed(s)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,63 @@
+"""`causal-prune study`: groups, intervals and paired tests from real run folders."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from causalprune.cli import main
+from causalprune.results.runs import read_runs
+from causalprune.results.study import STUDY_METHODS, study_groups, study_tables
+from causalprune.sweep import BASELINES, SweepSpec, run_sweep
+
+
+@pytest.fixture(scope="module")
+def study_runs(tmp_path_factory):
+    from causalprune.config import Config, config_from_dict
+    from causalprune.presets import preset_values
+
+    out = tmp_path_factory.mktemp("study")
+    base = config_from_dict(preset_values("quick"), Config()).replace(out=str(out), device="cpu", n_post=1,
+                                                                        max_steps_per_epoch=4)
+    run_sweep(base, SweepSpec(l1_grid=(5e-13, 1.5e-12), seeds=(0, 1), baselines=BASELINES))
+    return out
+
+
+def test_every_causal_run_is_grouped_with_the_runs_made_from_it(study_runs):
+    rows = [r for r in read_runs([study_runs], require_finished=False) if r["finished"]]
+    groups = study_groups(rows)
+    assert len(groups) == 4 and all(all(g["runs"][m] is not None for m in STUDY_METHODS) for g in groups)
+    for g in groups:
+        c = g["runs"]["causal"]
+        assert all(r["seed"] == g["seed"] for r in g["runs"].values())
+        assert g["runs"]["magnitude"]["percent_pruned"] == pytest.approx(c["percent_pruned"], abs=0.01)
+        assert g["runs"]["magnitude (layer-matched)"]["per_layer"] == c["per_layer"]
+        assert g["runs"]["causal-budget"]["l1_coeff"] == c["l1_coeff"]
+
+
+def test_intervals_and_paired_tests_are_the_textbook_ones(study_runs, tmp_path, capsys):
+    rows = [r for r in read_runs([study_runs], require_finished=False) if r["finished"]]
+    t = study_tables(rows)
+    groups = study_groups(rows)
+    l1 = t["l1_grid"][0]
+    mine = [g for g in groups if g["l1_coeff"] == l1]
+    acc = [g["runs"]["causal"]["test_accuracy"] for g in mine]
+    row = next(r for r in t["accuracy"] if r["l1_coeff"] == l1 and r["method"] == "causal")
+    half = st.t.ppf(0.975, len(acc) - 1) * np.std(acc, ddof=1) / math.sqrt(len(acc))
+    assert row["accuracy_mean"] == pytest.approx(np.mean(acc)) and row["accuracy_ci95"] == pytest.approx(half)
+    mag = [g["runs"]["magnitude"]["test_accuracy"] for g in mine]
+    pair = next(r for r in t["pairs"] if r["l1_coeff"] == l1 and r["baseline"] == "magnitude")
+    assert pair["diff_mean"] == pytest.approx(np.mean(np.subtract(acc, mag)))
+    if np.std(np.subtract(acc, mag)) > 0:
+        assert pair["t_test_p"] == pytest.approx(st.ttest_rel(acc, mag).pvalue)
+    assert {r["baseline"] for r in t["overall"]} == set(STUDY_METHODS[1:-1])
+    assert {w["curve"] for w in t["widths"]} >= {"causal", "magnitude"}
+    assert main(["study", str(study_runs), "--out", str(tmp_path / "s")]) == 0
+    lines = list(csv.DictReader(open(tmp_path / "s" / "study.csv")))
+    assert len(lines) == 2 * len(STUDY_METHODS)
+    assert (tmp_path / "s" / "study.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Paired differences" in capsys.readouterr().out
