@@ -39,8 +39,11 @@ HARNESS = str(Path(__file__).with_name("harness.py"))
 
 # A quick-like protocol on digits: 2 pretraining epochs, 2 pruning iterations, 3 post-training
 # epochs, 6 steps per epoch. Small, but every stage and every resume branch is exercised.
+# Pretraining runs in the run folder here (--no-share-pretraining), so that state.json shows every
+# kill point; the shared stage runs the same code into its own state.json, and its kill, wait and
+# resume are tested in tests/test_shared_work.py.
 PROTOCOL = ["--preset", "quick", "--device", "cpu", "--n-pre", "2", "--n-iter", "2", "--n-prune", "1",
-            "--n-post", "3", "--patience", "3", "--max-steps-per-epoch", "6"]
+            "--n-post", "3", "--patience", "3", "--max-steps-per-epoch", "6", "--no-share-pretraining"]
 # The 3rd kill: the resumed process finished iteration 1 and is writing state.json's temporary
 # file (the stage's masks and checkpoint are already written), i.e. a kill in mid-write.
 STAGE_KILLS = ["pretrain:2", "record:1.1", "write:state.json", "lasso:2", "post:2"]
