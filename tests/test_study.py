@@ -61,3 +61,10 @@ def test_intervals_and_paired_tests_are_the_textbook_ones(study_runs, tmp_path, 
     assert len(lines) == 2 * len(STUDY_METHODS)
     assert (tmp_path / "s" / "study.png").read_bytes()[:4] == b"\x89PNG"
     assert "Paired differences" in capsys.readouterr().out
+
+
+def test_the_html_report_carries_the_study(study_runs, tmp_path):
+    from causalprune.report.build import build_report
+
+    page = build_report([str(study_runs)], tmp_path / "report.html").read_text()
+    assert 'id="study"' in page and "Paired differences" in page and "transition width per seed" in page

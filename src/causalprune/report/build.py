@@ -26,6 +26,7 @@ from .sections import (
     per_layer_section,
     phase_section,
     runs_section,
+    study_section,
 )
 
 __all__ = ["build_report", "report_rows", "describe", "findings_parts", "sweep_findings", "command_line"]
@@ -141,12 +142,14 @@ def build_report(runs: list[str], out: str | Path, *, sweep: str | None = None, 
             ("findings", "Findings", _findings(used, widths, sweep_kind)),
             ("runs", "Runs (Table 2 style)", runs_section(shown)),
             ("phase", "Phase shift", phase_body),
+            ("study", "Multi-seed study", study_section(shown, figs)),
             ("overlaps", "Mask overlaps", overlap_section(shown, masks_csv or [], figs, show)),
             ("layers", "Per-layer sparsity", per_layer_section(shown)),
             ("flatness", "Hessian eigenvalues", flatness_section(shown, figs)),
             ("landscapes", "Loss landscapes", landscape_section(shown)),
             ("config", "Configurations", config_section(shown, show)),
         ]
+        sections = [sec for sec in sections if sec[0] != "study" or sec[2]]  # only with 2+ seeds of groups
     stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     command = command_line(list(runs), out, sweep, masks_csv or [], given_title, show)
     meta = (f"{len(shown)} run(s){' and sweep ' + h.esc(show(sweep)) if sweep else ''}; written {h.esc(stamp)} by "

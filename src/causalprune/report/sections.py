@@ -246,3 +246,43 @@ def config_section(rows: list[dict], show: Callable[[object], str] = str) -> str
 
 def _shown(value: Any, show: Callable[[object], str]) -> Any:
     return show(value) if isinstance(value, str) and os.path.isabs(value) else value
+
+
+def study_section(rows: list[dict], figs: Path) -> str:
+    """The multi-seed tables (results/study.py) when the runs hold causal runs with their baselines
+    for two or more seeds; empty otherwise."""
+    import math
+
+    from ..results.study import study_tables, write_study
+
+    finished = [r for r in rows if r.get("finished", True)]
+    t = study_tables(finished)
+    if len(t["seeds"]) < 2:
+        return ""
+
+    def pm(mean: float, ci: float, digits: int = 2) -> str:
+        if not math.isfinite(mean):
+            return "-"
+        return h.fmt(mean, digits) + (f" ± {h.fmt(ci, digits)}" if math.isfinite(ci) else "")
+
+    write_study(finished, figs / "study")
+    out = h.img_file(figs / "study" / "study.png", "accuracy at equal sparsity over seeds",
+                     "Test accuracy against percent pruned: mean over seeds with 95% t intervals.")
+    out += h.table(["L1_coeff", "method", "seeds", "% pruned", "test accuracy (%)"],
+                   [[f"{r['l1_coeff']:.0e}", r["method"], r["seeds"], pm(r["pruned_mean"], r["pruned_ci95"], 1),
+                     pm(r["accuracy_mean"], r["accuracy_ci95"])] for r in t["accuracy"]], left=2)
+    out += "<h4>Paired differences, causal − baseline, per L1_coeff (paired t test, scipy)</h4>"
+    out += h.table(["L1_coeff", "baseline", "seeds", "difference (points)", "p"],
+                   [[f"{r['l1_coeff']:.0e}", r["baseline"], r["seeds"], pm(r["diff_mean"], r["diff_ci95"]),
+                     h.fmt(r["t_test_p"], 3)] for r in t["pairs"]], left=2)
+    out += "<h4>Over every L1_coeff, one difference per seed</h4>"
+    out += h.table(["baseline", "seeds", "mean difference", "95% t interval", "Wilcoxon p", "sign p", "verdict"],
+                   [[r["baseline"], r["seeds"], h.fmt(r["diff_mean"]),
+                     f"{h.fmt(r['diff_ci95_low'])} to {h.fmt(r['diff_ci95_high'])}", h.fmt(r["signed_rank_p"], 3),
+                     h.fmt(r["sign_p"], 3), r["verdict"]] for r in t["overall"]], left=1)
+    out += "<h4>10%→90% transition width per seed (points of sparsity)</h4>"
+    out += h.table(["curve", "per seed", "mean ± 95%"],
+                   [[r["curve"], ", ".join(f"s{s}: {'no drop' if v is None else h.fmt(v, 1)}"
+                                           for s, v in r["per_seed"].items()), pm(r["mean"], r["ci95"], 1)]
+                    for r in t["widths"]], left=2)
+    return out
