@@ -37,6 +37,16 @@ MARKER = "CAUSALPRUNE-PAUSED"
 PAUSE_STEP = 2  # pause after this many optimizer steps of the chosen epoch
 
 
+def process_env(point: str | None) -> dict[str, str]:
+    """The environment of a harness process that pauses at ``point`` (None: runs through)."""
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    # One thread everywhere: CPU results are bit-reproducible for a fixed thread count.
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TQDM_DISABLE="1", PYTHONUNBUFFERED="1")
+    if point:
+        env[ENV] = point
+    return env
+
+
 def pause_point(stage: str, index: Any) -> None:
     """Sleep (until killed) if ``CAUSALPRUNE_TEST_PAUSE_AT`` equals ``stage:index``."""
     point = f"{stage}:{index}"

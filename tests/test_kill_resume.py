@@ -33,7 +33,7 @@ from causalprune.paths import RunPaths
 from causalprune.storage import load_checkpoint, load_tensors
 
 from .conftest import without_keys
-from .harness import ENV, MARKER
+from .harness import MARKER, process_env
 
 HARNESS = str(Path(__file__).with_name("harness.py"))
 
@@ -54,29 +54,17 @@ COMMIT_KILLS = ["commit:pretrain_epochs_done=1", "commit:pretrain_done=True", "c
 TIMING_KEYS = {"wall_seconds", "record_seconds", "lasso_seconds", "environment"}
 PROCESS_TIMEOUT = 240
 
-
-def _env(point: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != ENV}
-    # One thread everywhere: CPU results are bit-reproducible for a fixed thread count.
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TQDM_DISABLE="1", PYTHONUNBUFFERED="1")
-    if point:
-        env[ENV] = point
-    return env
-
-
 def _command(out: Path, extra: tuple[str, ...] = ()) -> list[str]:
     return [sys.executable, HARNESS, "run", *PROTOCOL, *extra, "--out", str(out), "--name", "run"]
 
-
 def _run_to_end(out: Path) -> str:
-    p = subprocess.run(_command(out), env=_env(None), capture_output=True, text=True, timeout=PROCESS_TIMEOUT)
+    p = subprocess.run(_command(out), env=process_env(None), capture_output=True, text=True, timeout=PROCESS_TIMEOUT)
     assert p.returncode == 0, p.stdout + p.stderr
     return p.stdout
 
-
 def _kill_at(out: Path, point: str, while_paused=None) -> str:
     """Start the run, wait until it reaches ``point``, SIGKILL it; return what it printed."""
-    proc = subprocess.Popen(_command(out), env=_env(point), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(_command(out), env=process_env(point), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
         deadline = time.time() + PROCESS_TIMEOUT
@@ -100,7 +88,6 @@ def _kill_at(out: Path, point: str, while_paused=None) -> str:
     assert proc.returncode == -signal.SIGKILL
     return stdout
 
-
 def _try_second_writer(paths: RunPaths, log: dict):
     def attempt(pid: int) -> None:
         from causalprune.errors import CausalPruneError
@@ -113,7 +100,6 @@ def _try_second_writer(paths: RunPaths, log: dict):
             log["second_writer"] = str(exc)
         log["holder"] = pid
     return attempt
-
 
 def _chain(out: Path, points: list[str], log: dict) -> None:
     paths = RunPaths(out / "run")
@@ -128,7 +114,6 @@ def _chain(out: Path, points: list[str], log: dict) -> None:
         log["stdout"].append(_run_to_end(out))
     except BaseException as exc:  # re-raised in the main thread
         log["error"] = exc
-
 
 def _assert_same_results(ref: RunPaths, got: RunPaths) -> None:
     for rel in ("masks/final.safetensors", "masks/iter_01.safetensors", "masks/iter_02.safetensors",
@@ -148,7 +133,6 @@ def _assert_same_results(ref: RunPaths, got: RunPaths) -> None:
     a, b = without_keys(s_got, TIMING_KEYS), without_keys(s_ref, TIMING_KEYS)
     assert a == b, {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
 
-
 def _assert_clean(paths: RunPaths) -> None:
     leftovers = sorted(p.name for p in paths.root.rglob(".*.tmp"))
     assert not leftovers, f"temporary files left behind: {leftovers}"
@@ -156,10 +140,8 @@ def _assert_clean(paths: RunPaths) -> None:
     assert not epoch_files, f"per-epoch resume checkpoints left behind: {epoch_files}"
     assert json.loads(paths.state.read_text())["done"] is True
 
-
 class _Killed(BaseException):
     """Stands in for SIGKILL inside this process: a BaseException, so no handler catches it."""
-
 
 def _crash_chain(out: Path, points: list[str], extra: tuple[str, ...] = ()) -> list[dict]:
     """The commit windows, in this process: the run dies at the start of a state commit (no file
@@ -189,7 +171,6 @@ def _crash_chain(out: Path, points: list[str], extra: tuple[str, ...] = ()) -> l
             runstate.RunState.commit = original
     return states
 
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The reference run and the SIGKILL chain as processes, side by side; meanwhile the
@@ -211,7 +192,6 @@ def runs(tmp_path_factory):
     assert "stdout" in ref, "the reference run failed"
     return root, log, commit_states, ref["stdout"]
 
-
 def test_kill_at_each_stage_then_resume_gives_identical_results(runs):
     root, log, _, _ = runs
     paths = RunPaths(root / "stages" / "run")
@@ -231,12 +211,10 @@ def test_kill_at_each_stage_then_resume_gives_identical_results(runs):
     assert printed.count("pretrain epoch 1/2") == 1 and printed.count("pretrain epoch 2/2") == 1
     assert printed.count("post-train epoch 1:") == 1
 
-
 def test_second_process_on_a_running_folder_is_refused(runs):
     _, log, _, _ = runs
     assert log["second_writer"] != "allowed"
     assert "in use by another running process" in log["second_writer"] and str(log["holder"]) in log["second_writer"]
-
 
 def test_crash_between_writing_outputs_and_marking_done(runs):
     root, _, states, _ = runs
@@ -251,11 +229,9 @@ def test_crash_between_writing_outputs_and_marking_done(runs):
     assert states[3]["post_epochs_done"] == 1
     assert states[4]["post_done"] and not states[4]["done"]
 
-
 def test_reference_run_prints_each_stage_once(runs):
     ref_stdout = runs[3]
     assert ref_stdout.count("pretrain epoch 1/2") == 1 and "test accuracy" in ref_stdout
-
 
 def test_crash_right_after_an_early_stop_does_not_train_on(tmp_path):
     """Early stopping after post-training epoch 2 (min_delta is unreachable), then a crash before
@@ -268,12 +244,10 @@ def test_crash_right_after_an_early_stop_does_not_train_on(tmp_path):
     assert json.loads(got.state.read_text())["post_epochs_done"] == 2
     assert got.metrics.read_text() == ref.metrics.read_text()
 
-
 # -- every file is written atomically ------------------------------------------------------------------------
 # Not results, so not written through storage.py on purpose: the spill file is a scratch matrix that a
 # resumed run truncates and rewrites; TensorBoard event files are append-only logs.
 WRITE_ALLOWED = {"storage.py", "spill.py", "tblog.py"}
-
 
 def _safe_targets(func) -> set[str]:
     """Names bound in ``func`` to an atomic_path temporary or to an in-memory buffer."""
@@ -294,7 +268,6 @@ def _safe_targets(func) -> set[str]:
             if getattr(callee, "id", getattr(callee, "attr", "")) in ("BytesIO", "StringIO"):
                 names.update(t.id for t in node.targets if isinstance(t, ast.Name))
     return names
-
 
 def _unsafe_writes(path: Path) -> list[str]:
     import ast
@@ -328,14 +301,12 @@ def _unsafe_writes(path: Path) -> list[str]:
                     found.append(f"{where}: .{f.attr}")
     return found
 
-
 def test_every_file_is_written_through_storage():
     import causalprune
 
     root = Path(causalprune.__file__).parent
     found = [w for p in sorted(root.rglob("*.py")) if p.name not in WRITE_ALLOWED for w in _unsafe_writes(p)]
     assert not found, "writes that bypass storage.atomic_path (a kill would leave a torn file):\n" + "\n".join(found)
-
 
 def test_the_write_scan_catches_a_direct_write(tmp_path):
     """The control for the scan above."""

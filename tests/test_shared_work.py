@@ -23,22 +23,19 @@ from causalprune.storage import load_checkpoint, read_json
 from causalprune.sweep import BASELINES, SweepSpec, run_sweep
 
 from .conftest import without_keys
-from .harness import ENV, MARKER
+from .harness import MARKER, process_env
 
 HARNESS = str(Path(__file__).with_name("harness.py"))
 TIMINGS = {"wall_seconds", "record_seconds", "lasso_seconds", "environment", "run_name", "shared_epochs"}
 
-
 def _quiet(msg: str) -> None:
     pass
-
 
 def _same_masks(a: Path, b: Path) -> None:
     ma, mb = read_masks(RunPaths(a).final_masks), read_masks(RunPaths(b).final_masks)
     assert ma.keys() == mb.keys()
     for k in ma:
         assert torch.equal(ma[k], mb[k]), f"{k} differs between {a.name} and {b.name}"
-
 
 def _same_run(a: Path, b: Path) -> None:
     _same_masks(a, b)
@@ -48,7 +45,6 @@ def _same_run(a: Path, b: Path) -> None:
         assert all(torch.equal(sa[k], sb[k]) for k in sa), f"{ck}.pt differs"
     assert without_keys(read_json(RunPaths(a).summary), TIMINGS) == without_keys(read_json(RunPaths(b).summary), TIMINGS)
     assert RunPaths(a).metrics.read_text() == RunPaths(b).metrics.read_text()
-
 
 def test_a_run_that_reuses_the_pretraining_ends_where_a_run_that_pretrained_ends(quick_cfg):
     own = quick_cfg.replace(share_pretraining=False, name="own")
@@ -62,7 +58,6 @@ def test_a_run_that_reuses_the_pretraining_ends_where_a_run_that_pretrained_ends
     _same_run(own.run_dir(), first.run_dir())
     _same_run(own.run_dir(), second.run_dir())
 
-
 def test_the_stage_key_holds_exactly_what_pretraining_depends_on(quick_cfg):
     cpu = torch.device("cpu")
     key = stage_paths(quick_cfg, cpu).root
@@ -74,7 +69,6 @@ def test_the_stage_key_holds_exactly_what_pretraining_depends_on(quick_cfg):
         assert stage_paths(quick_cfg.replace(**other), cpu).root != key, other
     assert stage_paths(quick_cfg, torch.device("cuda")).root != key
 
-
 def test_a_stage_folder_that_is_not_ours_is_refused_untouched(quick_cfg):
     from causalprune.errors import ConfigError
 
@@ -85,22 +79,13 @@ def test_a_stage_folder_that_is_not_ours_is_refused_untouched(quick_cfg):
         Experiment(quick_cfg, log=_quiet).run()
     assert sorted(p.name for p in stage.root.iterdir() if p.name != ".lock") == ["notes.txt"]
 
-
-def _env(point: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != ENV}
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TQDM_DISABLE="1", PYTHONUNBUFFERED="1")
-    if point:
-        env[ENV] = point
-    return env
-
-
 def test_a_second_run_waits_for_the_stage_and_a_killed_stage_is_resumed_not_reused(quick_cfg, tmp_path):
     """Run A is paused inside the shared pretraining; run B (another method) must wait, not reuse the
     unfinished stage. A is SIGKILLed; B then resumes the stage and ends as an unshared run does."""
     out = Path(quick_cfg.out)
     flags = ["--preset", "quick", "--device", "cpu", "--out", str(out)]
     a = subprocess.Popen([sys.executable, HARNESS, "run", *flags, "--method", "magnitude", "--name", "a"],
-                         env=_env("pretrain:2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         env=process_env("pretrain:2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     b = None
     try:
         for line in a.stderr:
@@ -109,7 +94,7 @@ def test_a_second_run_waits_for_the_stage_and_a_killed_stage_is_resumed_not_reus
         else:
             pytest.fail("run A never paused in pretraining")
         b = subprocess.Popen([sys.executable, HARNESS, "run", *flags, "--method", "causal", "--name", "b"],
-                             env=_env(None), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             env=process_env(None), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(8)  # plenty for B to start and reach the stage's lock
         assert b.poll() is None, "run B did not wait for the stage: " + b.communicate()[1][-2000:]
         assert not RunPaths(out / "b").pretrained.exists()
@@ -128,7 +113,6 @@ def test_a_second_run_waits_for_the_stage_and_a_killed_stage_is_resumed_not_reus
     _same_masks(own.run_dir(), out / "b")
     sa, sb = (load_checkpoint(RunPaths(p).pretrained)["model"] for p in (own.run_dir(), out / "b"))
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-
 
 def test_record_once_solve_many_gives_the_masks_of_separate_runs(quick_cfg, tmp_path):
     """A one-seed sweep with every baseline shares iteration 1's epochs and recording; each run's
@@ -149,7 +133,6 @@ def test_record_once_solve_many_gives_the_masks_of_separate_runs(quick_cfg, tmp_
         shared_seen += bool(first and first[0].get("shared_epochs"))
     # every pruning run but the first trained and recorded nothing in iteration 1
     assert shared_seen == len(rows) - 2
-
 
 def test_shared_epochs_are_keyed_by_what_the_epochs_depend_on(quick_cfg):
     cpu = torch.device("cpu")

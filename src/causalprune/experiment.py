@@ -28,16 +28,25 @@ from .config import Config
 from .data import DATASETS, load_data_for
 from .dist import agree
 from .errors import ConfigError
-from .masks import Masks, apply_masks, check_not_empty, combine, current_masks, ones_masks, save_masks, sparsity
+from .masks import (
+    Masks,
+    apply_masks,
+    check_not_empty,
+    combine,
+    current_masks,
+    ones_masks,
+    save_masks,
+    sparsity,
+)
 from .methods import Decision, PruneContext, get_method
 from .models import MODELS, build_model
 from .paths import RunPaths
 from .pretrain import check_stage, pretrain_key, stage_paths
 from .record.recorder import Recorder
-from .shared import FirstEpochs, SharedEpochs
 from .results.layers import write_layer_sparsity
 from .results.summary import build_summary
 from .runstate import RunState, prepare_run_dir
+from .shared import FirstEpochs, SharedEpochs
 from .storage import (
     copy_file,
     load_checkpoint,
@@ -49,7 +58,14 @@ from .storage import (
 )
 from .structured.plan import structure_report
 from .tblog import TensorBoardLog
-from .train import EarlyStopping, epoch_seed, evaluate, first_samples_loss, global_batch_loss, train_epoch
+from .train import (
+    EarlyStopping,
+    epoch_seed,
+    evaluate,
+    first_samples_loss,
+    global_batch_loss,
+    train_epoch,
+)
 
 __all__ = ["Experiment", "ExperimentCallback", "check_config"]
 

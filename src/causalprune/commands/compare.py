@@ -27,7 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from ..paths import ComparePaths
-    from ..results.compare import COMPARE_METHODS, compare, headline, with_fallback_dataset
+    from ..results.compare import (
+        COMPARE_METHODS,
+        compare,
+        headline,
+        with_fallback_dataset,
+    )
 
     base, note = with_fallback_dataset(resolve_config(args, method="causal"), args.fallback_dataset)
     if note:

@@ -65,7 +65,11 @@ def findings_parts(used: list[dict], widths: dict | None, sweep_kind: tuple | No
                    ) -> list[tuple[tuple, list[tuple[str, list[str]]]]]:
     """The three answers as text, per model and data set (runs of different models are never
     compared): [((model, dataset), [(question, [sentence, ...]), ...]), ...]."""
-    from ..analysis.findings import eigen_findings, layer_matched_findings, phase_findings
+    from ..analysis.findings import (
+        eigen_findings,
+        layer_matched_findings,
+        phase_findings,
+    )
 
     groups: dict[tuple, list[dict]] = {}
     for r in used:
