@@ -25,7 +25,7 @@ def coord_update_(gamma: torch.Tensor, q: torch.Tensor, x: torch.Tensor, r: torc
 
     ``x`` float32 features, ``r`` a float32 0-dim residual, eta/u/clip float32-representable.
     γ is pulled towards zero, never across it, by the penalty it has not yet received (u ± q);
-    q records the penalty actually applied. Mirrors fused_cpu._coord operation by operation.
+    q records the penalty actually applied. Mirrors kernels.coord_update operation by operation.
     """
     g = (r * x).clamp_(-clip, clip)
     z = gamma - eta * g
