@@ -65,7 +65,7 @@ def test_bit_for_bit_in_the_papers_regime(kind, l1, dtype):
     D, y = recording(dtype=dtype)
     blocks = blocks_of(kind, D)
     got, run, ref = run_both(blocks, y, l1)
-    assert not run.fell_back and run.exact_steps == 3 * 60
+    assert not run.fell_back and not run.traced and run.exact_steps == 3 * 60
     kept = torch.cat([g != 0 for g in ref])
     assert 0 < int(kept.sum()) < kept.numel(), "the data must keep some weights and prune others"
     assert len(got) == len(ref)
@@ -106,7 +106,7 @@ def test_fallback_from_the_first_step_where_gamma_x_matters():
     X = torch.rand(40, 7, generator=g)
     y = X @ torch.tensor([1.0, 0.0, 0.0, -2.0, 0.0, 0.0, 0.5]) + 0.01 * torch.randn(40, generator=g)
     got, run, ref = run_both([FeatureBlock(X)], y, 1e-2)
-    assert run.fell_back and run.exact_steps == 1  # step 0 is exact (γ = 0), step 1 is not
+    assert run.fell_back and run.traced and run.exact_steps == 1  # step 0 is exact (γ = 0), step 1 is not
     assert torch.equal(got[0], ref[0])
     assert torch.equal(lasso_sgd(X, y, 1e-2, generator=torch.Generator().manual_seed(0)), ref[0])
 
@@ -120,7 +120,7 @@ def test_fallback_from_a_later_visit(dtype):
     D = D.to(dtype)
     blocks = blocks_of("square", D)
     got, run, ref = run_both(blocks, y, 2e-14)
-    assert run.fell_back and 40 < run.exact_steps < 120, run
+    assert run.fell_back and run.traced and 40 < run.exact_steps < 120, run
     order = visit_order(40, 3, True, torch.Generator().manual_seed(0))
     assert order[run.exact_steps] == 9 and 9 in order[:run.exact_steps]
     assert torch.equal(got[0], ref[0])

@@ -6,22 +6,29 @@ own column. Each tile of TILE coordinates then runs every step on its own: γ an
 stay in L1/L2, each step reads one contiguous piece of one row of X, and there is no dot
 product, no per-step reduction across tiles and no barrier. X is read once per epoch.
 
-The same kernel reports what the exactness check needs: per tile and step, max |γ| after the
-step (as float32 bits: for non-negative floats the integer order is the numeric order, and an
-integer max vectorises where a float one would not without fastmath; NaN bits are the largest,
-so a NaN fails the check); and per tile and sample, Σ|x| over the tile, summed in float64 lanes
-during the first epoch (each epoch visits every sample once).
+The kernel also gathers what the exactness check needs, at the price of a few element-wise
+operations (a reduction inside the vectorised loop would need fastmath, which would change
+the update's rounding):
 
-:func:`solve_coordinate` runs it, checks, and where the check fails from some step t* on,
-reruns the tiles up to t* (exact there) and hands (γ, q) to the coupled kernel (fused_cpu.py)
-from t*: the result is the coupled solver's bit for bit in every case. The element-wise update
-is kernels.coord_update, shared with the coupled kernel, on the same float32 operands.
+* fast mode: per coordinate the largest |γ_k| over all visits (an element-wise max), so that
+  G = max over coordinates and visits bounds |γ| at every step; and per tile and sample Σ|x|
+  in float32 lanes during the first epoch (each epoch visits every sample once; a lane adds at
+  most TILE/LANES terms, so its relative rounding error is below 1e-6, inside decoupling.SLACK);
+* traced mode, only where the global bound fails: per tile and step max |γ| after the step (as
+  float32 bits: for non-negative floats the integer order is the numeric order, and NaN's bits
+  are the largest, so a NaN fails the check), which locates the first step t* that may couple.
+
+:func:`solve_coordinate` runs the fast mode and checks; where the check fails it traces, reruns
+the tiles up to t* (exact there) and hands (γ, q) to the coupled kernel (fused_cpu.py) from t*:
+the result is the coupled solver's bit for bit in every case. The element-wise update is
+kernels.coord_update, shared with the coupled kernel, on the same float32 operands.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import torch
 from numba import njit, prange
@@ -33,7 +40,9 @@ from .kernels import CROSS, LANES, LINEAR, coord_update, widen
 
 __all__ = ["TILE", "CoordRun", "solve_coordinate", "tile_table"]
 
-TILE = 16 * LANES  # coordinates per tile: γ and q (32 KB) stay in L1/L2; one visit reads 8-16 KB of a row
+# Coordinates per tile: γ, q and the running max (192 KB) stay in L2, and each visit reads
+# 32 KB (bf16) of one row, long enough for the hardware prefetcher to stream across pages.
+TILE = 64 * LANES
 _ONE = np.float32(1.0)
 _ABS = np.uint32(0x7FFFFFFF)
 
@@ -41,10 +50,12 @@ _ABS = np.uint32(0x7FFFFFFF)
 @dataclass(frozen=True)
 class CoordRun:
     """What :func:`solve_coordinate` did: ``exact_steps`` of ``steps`` ran decoupled; the
-    coupled kernel ran the rest (``coupled_steps``)."""
+    coupled kernel ran the rest (``coupled_steps``); ``traced``: the global bound failed and
+    the per-step trace located the first step that may couple."""
 
     steps: int
     exact_steps: int
+    traced: bool = False
 
     @property
     def coupled_steps(self) -> int:
@@ -56,17 +67,36 @@ class CoordRun:
 
 
 @njit(cache=True)
-def _visit(a, b, g, q, gb, acc, mult, sc, r, eta, u, clip, first):
+def _visit(a, b, g, q, h, acc, mult, sc, r, eta, u, clip, first):
     """One step for LANES coordinates or fewer (features sc·a·(b or 1), float32): update γ and
-    q, add |x| into ``acc`` in the first epoch; return max |γ| after the step as bits."""
+    q, raise the running max |γ_k| in ``h``, and add |x| into the lanes ``acc`` in the first epoch."""
+    if first:
+        for k in range(g.shape[0]):
+            x = sc * (a[k] * (b[k] if mult else _ONE))
+            gn, qn = coord_update(g[k], q[k], x, r, eta, u, clip)
+            g[k] = gn
+            q[k] = qn
+            v = abs(gn)
+            h[k] = v if v > h[k] else h[k]
+            acc[k] += abs(x)
+    else:
+        for k in range(g.shape[0]):
+            x = sc * (a[k] * (b[k] if mult else _ONE))
+            gn, qn = coord_update(g[k], q[k], x, r, eta, u, clip)
+            g[k] = gn
+            q[k] = qn
+            v = abs(gn)
+            h[k] = v if v > h[k] else h[k]
+
+
+@njit(cache=True)
+def _visit_traced(a, b, g, q, gb, mult, sc, r, eta, u, clip):
+    """One step as :func:`_visit`; returns max |γ| after the step as float32 bits."""
     for k in range(g.shape[0]):
         x = sc * (a[k] * (b[k] if mult else _ONE))
         gn, qn = coord_update(g[k], q[k], x, r, eta, u, clip)
         g[k] = gn
         q[k] = qn
-    if first:
-        for k in range(g.shape[0]):
-            acc[k] += abs(np.float64(sc * (a[k] * (b[k] if mult else _ONE))))
     mx = np.uint32(0)
     for k in range(g.shape[0]):
         v = gb[k] & _ABS
@@ -75,49 +105,58 @@ def _visit(a, b, g, q, gb, acc, mult, sc, r, eta, u, clip, first):
 
 
 @njit(cache=True)
-def _tile(data, wide, bshift, mult, scale, row0, sd, lo, hi, gamma, q, order, r32, eta32, u32, clip, t_stop,
-          n_first, gbits, ssum):
-    """Coordinates [lo, hi) of one block (``gamma``/``q`` its slices) for steps 0..t_stop-1 with
-    the decoupled residuals ``r32``; fills ``gbits[t]`` (max |γ| bits after step t) and, for
-    t < n_first, ``ssum[order[t]]`` (Σ|x| over the tile)."""
+def _step(a, b, g, q, gb, h, acc, mult, sc, r, eta, u, clip, first, traced):
+    """A piece of one step in either mode; returns the traced max bits (0 in fast mode)."""
+    if traced:
+        return _visit_traced(a, b, g, q, gb, mult, sc, r, eta, u, clip)
+    _visit(a, b, g, q, h, acc, mult, sc, r, eta, u, clip, first)
+    return np.uint32(0)
+
+
+@njit(cache=True)
+def _tile(data, wide, bshift, mult, scale, row0, sd, lo, hi, gamma, q, h, order, r32, eta32, u32, clip, t_stop,
+          n_first, traced, gbits, ssum):
+    """Coordinates [lo, hi) of one block (``gamma``/``q``/``h`` its slices) for steps
+    0..t_stop-1 with the decoupled residuals ``r32``. Fast mode: raises ``h`` and, for
+    t < n_first, fills ``ssum[order[t]]`` (Σ|x| over the tile); traced: fills ``gbits[t]``."""
     scratch = np.empty((2, LANES if wide else 0), np.uint32)
     sf = scratch.view(np.float32)
-    acc = np.zeros(LANES, np.float64)
+    acc = np.zeros(LANES, np.float32)
     gb = gamma.view(np.uint32)
     sc, clip = np.float32(scale), np.float32(clip)
     for t in range(t_stop):
         i = order[t]
         a0 = (row0 + i) * sd
         r, eta, u = r32[t], eta32[t], u32[t]
-        first = t < n_first
+        first = t < n_first and not traced
         mx = np.uint32(0)
         if first:
             acc[:] = 0.0
         for s in range(lo, hi, LANES):
             e = min(s + LANES, hi)
             m = e - s
-            g, qq, gbs, ac = gamma[s:e], q[s:e], gb[s:e], acc[:m]
             if wide:
                 widen(data[a0 + s:a0 + e], scratch[0])
                 if bshift != 0:
                     widen(data[a0 + bshift + s:a0 + bshift + e], scratch[1])
-                v = _visit(sf[0, :m], sf[1 if bshift != 0 else 0, :m], g, qq, gbs, ac, mult, sc, r, eta, u, clip,
-                           first)
+                v = _step(sf[0, :m], sf[1 if bshift != 0 else 0, :m], gamma[s:e], q[s:e], gb[s:e], h[s:e], acc[:m],
+                          mult, sc, r, eta, u, clip, first, traced)
             else:
-                v = _visit(data[a0 + s:a0 + e], data[a0 + bshift + s:a0 + bshift + e], g, qq, gbs, ac, mult, sc, r,
-                           eta, u, clip, first)
+                v = _step(data[a0 + s:a0 + e], data[a0 + bshift + s:a0 + bshift + e], gamma[s:e], q[s:e], gb[s:e],
+                          h[s:e], acc[:m], mult, sc, r, eta, u, clip, first, traced)
             mx = v if v > mx else mx
-        gbits[t] = mx
+        if traced:
+            gbits[t] = mx
         if first:
             tot = 0.0
             for k in range(LANES):
-                tot += acc[k]
+                tot += np.float64(acc[k])
             ssum[i] = tot
 
 
 @njit(parallel=True, cache=True)
-def _run_tiles(f32s, bf16s, meta, scales, tiles, order, r32, eta32, u32, clip, t_stop, n_first, gamma, q,
-               gbits, ssum):
+def _run_tiles(f32s, bf16s, meta, scales, tiles, order, r32, eta32, u32, clip, t_stop, n_first, gamma, q, h,
+               traced, gbits, ssum):
     """Every tile over steps 0..t_stop-1, in parallel; tiles[c] = (block, lo, hi)."""
     for c in prange(tiles.shape[0]):
         b, lo, hi = tiles[c, 0], tiles[c, 1], tiles[c, 2]
@@ -125,13 +164,13 @@ def _run_tiles(f32s, bf16s, meta, scales, tiles, order, r32, eta32, u32, clip, t
         off, sd, d = meta[b, 4], meta[b, 5], meta[b, 6]
         bshift = sd if kind == CROSS else 0  # second factor: the next row
         mult = kind != LINEAR
-        gs, qs = gamma[off:off + d], q[off:off + d]
+        gs, qs, hs = gamma[off:off + d], q[off:off + d], h[off:off + d]
         if st == 0:
-            _tile(f32s[li], False, bshift, mult, scales[b], row0, sd, lo, hi, gs, qs, order, r32, eta32, u32, clip,
-                  t_stop, n_first, gbits[c], ssum[c])
+            _tile(f32s[li], False, bshift, mult, scales[b], row0, sd, lo, hi, gs, qs, hs, order, r32, eta32, u32,
+                  clip, t_stop, n_first, traced, gbits[c], ssum[c])
         else:
-            _tile(bf16s[li], True, bshift, mult, scales[b], row0, sd, lo, hi, gs, qs, order, r32, eta32, u32, clip,
-                  t_stop, n_first, gbits[c], ssum[c])
+            _tile(bf16s[li], True, bshift, mult, scales[b], row0, sd, lo, hi, gs, qs, hs, order, r32, eta32, u32,
+                  clip, t_stop, n_first, traced, gbits[c], ssum[c])
 
 
 def tile_table(dims: list[int], tile: int = TILE) -> np.ndarray:
@@ -157,24 +196,35 @@ def solve_coordinate(blocks: list[FeatureBlock], y: torch.Tensor, order: np.ndar
     n_first = min(n, n_steps)
     if not np.array_equal(np.sort(order[:n_first]), np.arange(n_first)):
         raise ValueError("the first epoch of the visit order must visit every sample once")
+    margins = rounding_margins(yy)
 
-    def run(t_stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def run(t_stop: int, traced: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         gamma = np.zeros(int(offs[-1]), np.float32)
-        q = np.zeros_like(gamma)
-        gbits = np.zeros((tiles.shape[0], n_steps), np.uint32)
+        q, h = np.zeros_like(gamma), np.zeros_like(gamma)
+        gbits = np.zeros((tiles.shape[0], n_steps if traced else 0), np.uint32)
         ssum = np.zeros((tiles.shape[0], n), np.float64)
-        _run_tiles(*lists, meta, scales, tiles, order, r32, eta32, u32, float(clip), t_stop, n_first, gamma, q,
-                   gbits, ssum)
-        return gamma, q, gbits, ssum
+        # Tiles are handed out one at a time: on a shared machine a descheduled thread then delays
+        # the end by one tile, not by its static share of them.
+        with numba.parallel_chunksize(1):
+            _run_tiles(*lists, meta, scales, tiles, order, r32, eta32, u32, float(clip), t_stop, n_first, gamma, q,
+                       h, traced, gbits, ssum)
+        return gamma, q, h, gbits, ssum
 
-    gamma, q, gbits, ssum = run(n_steps)
-    if tiles.shape[0]:
-        gmax = gbits.max(axis=0).view(np.float32)
-        t_star = first_coupled_step(order, gmax, ssum.sum(axis=0), rounding_margins(yy))
+    gamma, q, h, _, ssum = run(n_steps, False)
+    if not tiles.shape[0]:
+        t_star, traced = n_steps, False
     else:
-        t_star = n_steps
+        # G: the largest |γ_k| over all coordinates and visits bounds |γ| after every step
+        g_all = float(h.max()) if np.isfinite(gamma).all() else float("nan")
+        row_sums = ssum.sum(axis=0)
+        t_star = first_coupled_step(order, np.full(n_steps, g_all), row_sums, margins)
+        traced = t_star < n_steps
+        if traced:  # locate the first step that may couple from the per-step maxima
+            _, _, _, gbits, _ = run(n_steps, True)
+            t_star = first_coupled_step(order, gbits.max(axis=0).view(np.float32), row_sums, margins)
     if t_star < n_steps:  # the tiles went on with wrong residuals after t*: redo up to t*, then couple
-        gamma, q, _, _ = run(t_star)
+        gamma, q, _, _, _ = run(t_star, False)
         out = solve_fused(blocks, y, order, etas, us, clip, progress=progress, start=(t_star, gamma, q))
-        return out, CoordRun(n_steps, t_star)
-    return [torch.from_numpy(gamma[offs[k]:offs[k + 1]].copy()) for k in range(len(blocks))], CoordRun(n_steps, n_steps)
+        return out, CoordRun(n_steps, t_star, traced)
+    gammas = [torch.from_numpy(gamma[offs[k]:offs[k + 1]].copy()) for k in range(len(blocks))]
+    return gammas, CoordRun(n_steps, n_steps, traced)
