@@ -40,7 +40,9 @@ def solve_reference(blocks: list[FeatureBlock], y: torch.Tensor, l1_coeff: float
     The dot product γ·x_i runs over all blocks jointly (one regression may span several layers,
     or the three momentum features). With ``shuffle`` each epoch visits a
     ``torch.randperm(n, generator=generator)``; otherwise 0..n-1. Returns one float32 γ per
-    block, shape (d_b,), on the blocks' device.
+    block, shape (d_b,), on the blocks' device; blocks on the host with ``y`` on an accelerator
+    (a spilled recording fitted for a GPU run) are streamed there in chunks (streamed.py), and
+    γ is returned on ``y``'s device.
     """
     n = validate_problem(blocks, y, l1_coeff)
     if backend not in BACKENDS:
@@ -53,7 +55,12 @@ def solve_reference(blocks: list[FeatureBlock], y: torch.Tensor, l1_coeff: float
     order = visit_order(n, int(schedule.epochs), shuffle, generator)
     etas, us = step_schedule(len(order), l1_coeff, schedule)
     clip = float(schedule.grad_clip)
-    if backend == "torch" or (backend == "auto" and device.type != "cpu"):
+    if device.type == "cpu" and y.device.type != "cpu" and backend in ("auto", "torch"):
+        # host-resident features (a spilled recording) fitted for an accelerator: stream them there
+        from .streamed import solve_streamed
+
+        gammas = solve_streamed(blocks, y, order, etas, us, clip, y.device, progress)
+    elif backend == "torch" or (backend == "auto" and device.type != "cpu"):
         from .torch_path import solve_torch
 
         gammas = solve_torch(blocks, y, order, etas, us, clip, progress)

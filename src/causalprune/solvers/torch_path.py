@@ -41,8 +41,9 @@ def f32(v: float) -> float:
     return float(np.float32(v))
 
 
-def residual(gammas: list[torch.Tensor], xs: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-    """γ·x − y over all blocks, accumulated in float64 (0-dim tensor on the device)."""
+def residual(gammas: list[torch.Tensor], xs: list[torch.Tensor], y: torch.Tensor | float) -> torch.Tensor:
+    """γ·x − y over all blocks, accumulated in float64 (0-dim tensor on the device); ``y`` a
+    0-dim float64 device tensor or a Python number (never copied to the device)."""
     r = torch.dot(gammas[0].double(), xs[0].double())
     for g, x in zip(gammas[1:], xs[1:]):
         r = r + torch.dot(g.double(), x.double())
