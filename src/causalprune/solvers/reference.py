@@ -26,8 +26,10 @@ __all__ = ["BACKENDS", "solve_reference", "lasso_sgd"]
 
 #: "numba": CPU kernels, coordinate-parallel where exact, else coupled (CPU tensors only);
 #: "coupled": the per-sample fused CPU kernel alone (the same γ bit for bit; for comparisons);
-#: "torch": vectorised torch ops (any device); "auto": numba for CPU tensors, torch otherwise.
-BACKENDS = ("auto", "numba", "coupled", "torch")
+#: "torch": vectorised torch ops (any device); "triton": the coordinate-parallel Triton kernel
+#: where exact, else "torch" (CUDA tensors, or any under TRITON_INTERPRET=1); "auto": numba for
+#: CPU tensors, triton (when installed) on CUDA, torch otherwise.
+BACKENDS = ("auto", "numba", "coupled", "torch", "triton")
 _CPU_ONLY = ("numba", "coupled")
 
 
@@ -60,6 +62,14 @@ def solve_reference(blocks: list[FeatureBlock], y: torch.Tensor, l1_coeff: float
         from .streamed import solve_streamed
 
         gammas = solve_streamed(blocks, y, order, etas, us, clip, y.device, progress)
+    elif backend == "triton" or (backend == "auto" and device.type == "cuda" and _has_triton()):
+        from .coord_triton import solve_coord_triton
+
+        gammas, exact = solve_coord_triton(blocks, y, order, etas, us, clip)
+        if not exact:  # the coordinates may couple: today's GPU path, whose result this reproduces
+            from .torch_path import solve_torch
+
+            gammas = solve_torch(blocks, y, order, etas, us, clip, progress)
     elif backend == "torch" or (backend == "auto" and device.type != "cpu"):
         from .torch_path import solve_torch
 
@@ -78,6 +88,12 @@ def solve_reference(blocks: list[FeatureBlock], y: torch.Tensor, l1_coeff: float
         raise DataError("the Lasso produced NaN/inf: some features are NaN/inf or overflow float32; "
                         "check the recording (or rescale the block)")
     return gammas
+
+
+def _has_triton() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None
 
 
 def lasso_sgd(X: torch.Tensor, y: torch.Tensor, l1_coeff: float, *, lr0: float = 1e-2,
