@@ -1,7 +1,7 @@
 """The Triton kernel of the coordinate-parallel Lasso (solvers/coord_triton.py), run on the CPU
 through Triton's interpreter: γ bit for bit the numba kernels' in the paper's regime (every
-feature kind, fp32 and bf16, several programs per block), and the coupled torch path taking
-over where γ·x matters. ``TRITON_INTERPRET`` must be set before triton is imported, so the
+feature kind, fp32 and bf16, several programs per block, and with the columns of a host-resident
+recording streamed in chunks), and the coupled torch path taking over where γ·x matters. ``TRITON_INTERPRET`` must be set before triton is imported, so the
 checks run in a fresh interpreter process."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ sys.path.insert(0, ".")
 from tests.test_cuda_path import paper_blocks
 from causalprune.solvers import FeatureBlock, solve_reference
 from causalprune.solvers.blocks import LassoSchedule, step_schedule, visit_order
-from causalprune.solvers.coord_triton import BLOCK, solve_coord_triton
+from causalprune.solvers.coord_triton import BLOCK, solve_coord_triton, solve_coord_triton_streamed
 
 out = {}
 for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
@@ -42,7 +42,11 @@ for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
     etas, us = step_schedule(len(order), 2e-14, LassoSchedule())
     tri, exact = solve_coord_triton(blocks, y, order, etas, us, 1e12)
     ref = solve_reference(blocks, y, 2e-14, backend="numba", generator=torch.Generator().manual_seed(0))
-    out[name] = dict(exact=exact, equal=[bool(torch.equal(a, b)) for a, b in zip(tri, ref)],
+    # a spilled recording: columns streamed in chunks (about 700 columns here: several per block)
+    streamed, s_exact = solve_coord_triton_streamed(blocks, y, order, etas, us, 1e12, torch.device("cpu"),
+                                                    chunk_bytes=700 * 12 * blocks[0].data.element_size())
+    out[name] = dict(exact=exact and s_exact, equal=[bool(torch.equal(a, b)) for a, b in zip(tri, ref)],
+                     streamed=[bool(torch.equal(a, b)) for a, b in zip(streamed, ref)],
                      kinds=[b.kind for b in blocks], kept=[float((g != 0).float().mean()) for g in ref])
 g = torch.Generator().manual_seed(0)
 X = torch.rand(20, 7, generator=g)
@@ -85,5 +89,6 @@ def test_triton_kernel_matches_the_numba_kernels_bit_for_bit(interpreter):
         assert set(r["kinds"]) == {"square", "cross", "linear"}
         assert 0 < max(r["kept"]) and min(r["kept"]) < 1, "some weights kept, some pruned"
         assert all(r["equal"]), f"{name}: Triton's γ differs from the numba kernels' for {r['kinds']}"
+        assert all(r["streamed"]), f"{name}: streaming the columns in chunks changed γ"
     assert not res["coupled"]["exact"], "γ·x matters there: the check must fail"
     assert res["coupled"]["equal"], "the fallback must give the coupled torch path's γ"

@@ -240,7 +240,7 @@ def test_tiny_experiment_on_cuda_matches_the_cpu(quick_cfg):
     cpu, gpu = out
     # GPU kernels round training differently: the same protocol, not the same bits
     assert abs(cpu["percent_pruned"] - gpu["percent_pruned"]) <= 5.0
-    assert gpu["test_accuracy"] > 50
+    assert abs(cpu["test_accuracy"] - gpu["test_accuracy"]) <= 10.0
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])

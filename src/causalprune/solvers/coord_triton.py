@@ -26,7 +26,7 @@ import triton.language as tl
 from .blocks import KINDS, FeatureBlock
 from .decoupling import first_coupled_step, rounding_margins
 
-__all__ = ["BLOCK", "solve_coord_triton"]
+__all__ = ["BLOCK", "solve_coord_triton", "solve_coord_triton_streamed"]
 
 BLOCK = 1024  # coordinates per program
 _LINEAR, _SQUARE, _CROSS = (KINDS.index(k) for k in ("linear", "square", "cross"))
@@ -84,36 +84,76 @@ def _matrix(block: FeatureBlock) -> tuple[torch.Tensor, int]:
     return data, int(data.stride(0)) if data.shape[0] > 1 else int(data.shape[1])
 
 
+class _Plan:
+    """The per-visit inputs every launch shares, on the device: visit order, decoupled
+    residuals fl32(0 − y_i) = −fl32(y_i), and η, u rounded to float32 once per step."""
+
+    def __init__(self, y: torch.Tensor, order: np.ndarray, etas: np.ndarray, us: np.ndarray, device: torch.device):
+        self.yy = y.detach().double().cpu().numpy()
+        self.order = order
+        self.n, self.n_steps = int(y.shape[0]), len(order)
+        self.n_first = min(self.n, self.n_steps)
+        on = {"device": device}
+        self.order_t = torch.from_numpy(np.ascontiguousarray(order, dtype=np.int64)).to(**on)
+        self.r32 = torch.from_numpy((-self.yy[order]).astype(np.float32)).to(**on)
+        self.eta32 = torch.from_numpy(etas.astype(np.float32)).to(**on)
+        self.u32 = torch.from_numpy(us.astype(np.float32)).to(**on)
+        self.g_max = torch.zeros((), dtype=torch.float32, **on)
+        self.sums = torch.zeros(self.n, dtype=torch.float64, **on)
+        self.finite = torch.ones((), dtype=torch.bool, **on)
+
+    def fit(self, block: FeatureBlock, clip: float) -> torch.Tensor:
+        """One launch over all of ``block``'s coordinates; folds its max |γ|, Σ|x| per sample and
+        finiteness into the plan's totals (no host sync)."""
+        gamma = torch.zeros(block.dim, dtype=torch.float32, device=self.g_max.device)
+        if block.dim == 0:
+            return gamma
+        data, sd = _matrix(block)
+        progs = triton.cdiv(block.dim, BLOCK)
+        q, h = torch.zeros_like(gamma), torch.zeros_like(gamma)
+        ssum = torch.zeros((progs, self.n), dtype=torch.float64, device=gamma.device)
+        _coord_kernel[(progs,)](data, gamma, q, h, ssum, self.order_t, self.r32, self.eta32, self.u32, self.n_steps,
+                                self.n_first, self.n, block.dim, sd, int(block.row0), float(np.float32(block.scale)),
+                                float(np.float32(clip)), KIND=KINDS.index(block.kind), BLOCK=BLOCK,
+                                enable_fp_fusion=False)
+        self.g_max = torch.maximum(self.g_max, h.max())
+        self.sums += ssum.sum(0)
+        self.finite &= torch.isfinite(gamma).all()
+        return gamma
+
+    def exact(self) -> bool:
+        """The decoupling check over everything fitted (the one host sync, after every launch)."""
+        g_all = float(self.g_max) if bool(self.finite) else float("nan")
+        t_star = first_coupled_step(self.order, np.full(self.n_steps, g_all), self.sums.cpu().numpy(),
+                                    rounding_margins(self.yy))
+        return t_star == self.n_steps
+
+
 def solve_coord_triton(blocks: list[FeatureBlock], y: torch.Tensor, order: np.ndarray, etas: np.ndarray,
                        us: np.ndarray, clip: float) -> tuple[list[torch.Tensor], bool]:
     """(γ per block, exact): the decoupled fit on the blocks' device; ``exact`` False means the
     check failed and the caller must run the coupled path instead (γ is then meaningless)."""
-    device = blocks[0].data.device
-    n = int(y.shape[0])
-    n_steps = len(order)
-    yy = y.detach().double().cpu().numpy()
-    on = dict(device=device)
-    order_t = torch.from_numpy(np.ascontiguousarray(order, dtype=np.int64)).to(**on)
-    r32 = torch.from_numpy((-yy[order]).astype(np.float32)).to(**on)  # fl32(0 − y_i) = −fl32(y_i)
-    eta32 = torch.from_numpy(etas.astype(np.float32)).to(**on)
-    u32 = torch.from_numpy(us.astype(np.float32)).to(**on)
-    n_first = min(n, n_steps)
-    gammas, g_max, sums = [], torch.zeros((), dtype=torch.float32, **on), torch.zeros(n, dtype=torch.float64, **on)
+    plan = _Plan(y, order, etas, us, blocks[0].data.device)
+    gammas = [plan.fit(b, clip) for b in blocks]
+    return gammas, plan.exact()
+
+
+def solve_coord_triton_streamed(blocks: list[FeatureBlock], y: torch.Tensor, order: np.ndarray, etas: np.ndarray,
+                                us: np.ndarray, clip: float, device: torch.device,
+                                chunk_bytes: int = 256 * 1024**2) -> tuple[list[torch.Tensor], bool]:
+    """As :func:`solve_coord_triton` for host-resident blocks (a spilled recording): each block's
+    columns go to ``device`` in chunks of about ``chunk_bytes`` (all rows of a few columns: each
+    coordinate needs its whole column, and only that), pinned and copied without blocking."""
+    device = torch.device(device)
+    plan = _Plan(y, order, etas, us, device)
+    gammas = []
     for b in blocks:
-        gamma = torch.zeros(b.dim, dtype=torch.float32, **on)
-        gammas.append(gamma)
-        if b.dim == 0:
-            continue
-        data, sd = _matrix(b)
-        progs = triton.cdiv(b.dim, BLOCK)
-        q, h = torch.zeros_like(gamma), torch.zeros_like(gamma)
-        ssum = torch.zeros((progs, n), dtype=torch.float64, **on)
-        _coord_kernel[(progs,)](data, gamma, q, h, ssum, order_t, r32, eta32, u32, n_steps, n_first, n, b.dim, sd,
-                                int(b.row0), float(np.float32(b.scale)), float(np.float32(clip)),
-                                KIND=KINDS.index(b.kind), BLOCK=BLOCK, enable_fp_fusion=False)
-        g_max = torch.maximum(g_max, h.max())
-        sums += ssum.sum(0)
-    # one read of two small results per fit, after every launch: the only host sync
-    g_all = float(g_max) if all(bool(torch.isfinite(g).all()) for g in gammas) else float("nan")
-    t_star = first_coupled_step(order, np.full(n_steps, g_all), sums.cpu().numpy(), rounding_margins(yy))
-    return gammas, t_star == n_steps
+        rows = b.data.shape[0]
+        width = max(1, chunk_bytes // max(rows * b.data.element_size(), 1))
+        parts = []
+        for a in range(0, b.dim, width):
+            cols = b.data[:, a:a + width].contiguous()
+            cols = cols.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else cols.to(device)
+            parts.append(plan.fit(FeatureBlock(cols, kind=b.kind, row0=b.row0, scale=b.scale), clip))
+        gammas.append(torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float32, device=device))
+    return gammas, plan.exact()

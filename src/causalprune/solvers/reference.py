@@ -57,11 +57,18 @@ def solve_reference(blocks: list[FeatureBlock], y: torch.Tensor, l1_coeff: float
     order = visit_order(n, int(schedule.epochs), shuffle, generator)
     etas, us = step_schedule(len(order), l1_coeff, schedule)
     clip = float(schedule.grad_clip)
-    if device.type == "cpu" and y.device.type != "cpu" and backend in ("auto", "torch"):
-        # host-resident features (a spilled recording) fitted for an accelerator: stream them there
+    if device.type == "cpu" and y.device.type != "cpu" and backend in ("auto", "torch", "triton"):
+        # host-resident features (a spilled recording) fitted for an accelerator: stream them there,
+        # by columns to the coordinate-parallel kernel where that is exact, else by visits
         from .streamed import solve_streamed
 
-        gammas = solve_streamed(blocks, y, order, etas, us, clip, y.device, progress)
+        exact = False
+        if backend == "triton" or (backend == "auto" and y.device.type == "cuda" and _has_triton()):
+            from .coord_triton import solve_coord_triton_streamed
+
+            gammas, exact = solve_coord_triton_streamed(blocks, y, order, etas, us, clip, y.device)
+        if not exact:
+            gammas = solve_streamed(blocks, y, order, etas, us, clip, y.device, progress)
     elif backend == "triton" or (backend == "auto" and device.type == "cuda" and _has_triton()):
         from .coord_triton import solve_coord_triton
 
