@@ -40,9 +40,9 @@ from .kernels import CROSS, LANES, LINEAR, coord_update, widen
 
 __all__ = ["TILE", "CoordRun", "solve_coordinate", "tile_table"]
 
-# Coordinates per tile: γ, q and the running max (192 KB) stay in L2, and each visit reads
-# 32 KB (bf16) of one row, long enough for the hardware prefetcher to stream across pages.
-TILE = 64 * LANES
+# Coordinates per tile: γ, q, the running max and the bf16 scratch (64 KB) stay in L1/L2, and a
+# layer of 25,000 weights still makes several tiles for the threads to share.
+TILE = 16 * LANES
 _ONE = np.float32(1.0)
 _ABS = np.uint32(0x7FFFFFFF)
 
@@ -67,26 +67,16 @@ class CoordRun:
 
 
 @njit(cache=True)
-def _visit(a, b, g, q, h, acc, mult, sc, r, eta, u, clip, first):
-    """One step for LANES coordinates or fewer (features sc·a·(b or 1), float32): update γ and
-    q, raise the running max |γ_k| in ``h``, and add |x| into the lanes ``acc`` in the first epoch."""
-    if first:
-        for k in range(g.shape[0]):
-            x = sc * (a[k] * (b[k] if mult else _ONE))
-            gn, qn = coord_update(g[k], q[k], x, r, eta, u, clip)
-            g[k] = gn
-            q[k] = qn
-            v = abs(gn)
-            h[k] = v if v > h[k] else h[k]
-            acc[k] += abs(x)
-    else:
-        for k in range(g.shape[0]):
-            x = sc * (a[k] * (b[k] if mult else _ONE))
-            gn, qn = coord_update(g[k], q[k], x, r, eta, u, clip)
-            g[k] = gn
-            q[k] = qn
-            v = abs(gn)
-            h[k] = v if v > h[k] else h[k]
+def _visit(a, b, g, q, h, mult, sc, r, eta, u, clip):
+    """One step for a tile's coordinates (features sc·a·(b or 1), float32): update γ and q, and
+    raise the running max |γ_k| in ``h``."""
+    for k in range(g.shape[0]):
+        x = sc * (a[k] * (b[k] if mult else _ONE))
+        gn, qn = coord_update(g[k], q[k], x, r, eta, u, clip)
+        g[k] = gn
+        q[k] = qn
+        v = abs(gn)
+        h[k] = v if v > h[k] else h[k]
 
 
 @njit(cache=True)
@@ -105,12 +95,27 @@ def _visit_traced(a, b, g, q, gb, mult, sc, r, eta, u, clip):
 
 
 @njit(cache=True)
-def _step(a, b, g, q, gb, h, acc, mult, sc, r, eta, u, clip, first, traced):
-    """A piece of one step in either mode; returns the traced max bits (0 in fast mode)."""
+def _abs_sum(a, b, mult, sc, lanes):
+    """Σ|x| over a row piece: float32 lanes of at most TILE/LANES terms each, then float64."""
+    lanes[:] = 0.0
+    for s in range(0, a.shape[0], LANES):
+        e = min(s + LANES, a.shape[0])
+        aa, bb, ll = a[s:e], b[s:e], lanes[:e - s]
+        for k in range(aa.shape[0]):
+            ll[k] += abs(sc * (aa[k] * (bb[k] if mult else _ONE)))
+    tot = 0.0
+    for k in range(LANES):
+        tot += np.float64(lanes[k])
+    return tot
+
+
+@njit(cache=True)
+def _step(a, b, g, q, gb, h, lanes, mult, sc, r, eta, u, clip, first, traced):
+    """One step of one tile in either mode: (traced max bits or 0, Σ|x| in the first epoch or 0)."""
     if traced:
-        return _visit_traced(a, b, g, q, gb, mult, sc, r, eta, u, clip)
-    _visit(a, b, g, q, h, acc, mult, sc, r, eta, u, clip, first)
-    return np.uint32(0)
+        return _visit_traced(a, b, g, q, gb, mult, sc, r, eta, u, clip), 0.0
+    _visit(a, b, g, q, h, mult, sc, r, eta, u, clip)
+    return np.uint32(0), (_abs_sum(a, b, mult, sc, lanes) if first else 0.0)
 
 
 @njit(cache=True)
@@ -118,39 +123,33 @@ def _tile(data, wide, bshift, mult, scale, row0, sd, lo, hi, gamma, q, h, order,
           n_first, traced, gbits, ssum):
     """Coordinates [lo, hi) of one block (``gamma``/``q``/``h`` its slices) for steps
     0..t_stop-1 with the decoupled residuals ``r32``. Fast mode: raises ``h`` and, for
-    t < n_first, fills ``ssum[order[t]]`` (Σ|x| over the tile); traced: fills ``gbits[t]``."""
-    scratch = np.empty((2, LANES if wide else 0), np.uint32)
+    t < n_first, fills ``ssum[order[t]]`` (Σ|x| over the tile); traced: fills ``gbits[t]``.
+    A whole tile is one call per step (bfloat16 widened into a tile-sized scratch first): per
+    call slicing and alias checks cost more than the update when done per LANES coordinates."""
+    m = hi - lo
+    scratch = np.empty((2, m if wide else 0), np.uint32)
     sf = scratch.view(np.float32)
-    acc = np.zeros(LANES, np.float32)
-    gb = gamma.view(np.uint32)
+    lanes = np.zeros(LANES, np.float32)
+    g, qq, hh = gamma[lo:hi], q[lo:hi], h[lo:hi]
+    gb = g.view(np.uint32)
     sc, clip = np.float32(scale), np.float32(clip)
     for t in range(t_stop):
         i = order[t]
         a0 = (row0 + i) * sd
         r, eta, u = r32[t], eta32[t], u32[t]
         first = t < n_first and not traced
-        mx = np.uint32(0)
-        if first:
-            acc[:] = 0.0
-        for s in range(lo, hi, LANES):
-            e = min(s + LANES, hi)
-            m = e - s
-            if wide:
-                widen(data[a0 + s:a0 + e], scratch[0])
-                if bshift != 0:
-                    widen(data[a0 + bshift + s:a0 + bshift + e], scratch[1])
-                v = _step(sf[0, :m], sf[1 if bshift != 0 else 0, :m], gamma[s:e], q[s:e], gb[s:e], h[s:e], acc[:m],
-                          mult, sc, r, eta, u, clip, first, traced)
-            else:
-                v = _step(data[a0 + s:a0 + e], data[a0 + bshift + s:a0 + bshift + e], gamma[s:e], q[s:e], gb[s:e],
-                          h[s:e], acc[:m], mult, sc, r, eta, u, clip, first, traced)
-            mx = v if v > mx else mx
+        if wide:
+            widen(data[a0 + lo:a0 + hi], scratch[0])
+            if bshift != 0:
+                widen(data[a0 + bshift + lo:a0 + bshift + hi], scratch[1])
+            mx, tot = _step(sf[0], sf[1 if bshift != 0 else 0], g, qq, gb, hh, lanes, mult, sc, r, eta, u, clip,
+                            first, traced)
+        else:
+            mx, tot = _step(data[a0 + lo:a0 + hi], data[a0 + bshift + lo:a0 + bshift + hi], g, qq, gb, hh, lanes,
+                            mult, sc, r, eta, u, clip, first, traced)
         if traced:
             gbits[t] = mx
         if first:
-            tot = 0.0
-            for k in range(LANES):
-                tot += np.float64(acc[k])
             ssum[i] = tot
 
 
