@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import torch
 
-__all__ = ["ROOT", "machine", "median", "timed", "goal", "lenet_data", "cycle_batches", "sgd_step",
+__all__ = ["ROOT", "machine", "last_level_cache", "median", "timed", "goal", "lenet_data", "cycle_batches", "sgd_step",
            "MemorySampler", "proc_status", "warm_lasso", "one_thread"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +57,28 @@ def machine() -> dict:
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "load_average": list(os.getloadavg()),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": _git_commit()}
+
+
+def _size(text: str) -> int:
+    """'307200K' / '32 MiB' / '4096' -> bytes."""
+    t = text.strip().upper().replace("IB", "").replace("B", "").replace(" ", "")
+    mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(t[-1:], 1)
+    return int(float(t[:-1] if t[-1:] in "KMG" else t) * mult)
+
+
+def last_level_cache() -> tuple[int, str]:
+    """(bytes, where it was read) of CPU 0's last-level data cache, from sysfs (the highest
+    level that holds data); (0, "unknown") where the machine does not say."""
+    best, where = (0, 0), "unknown"
+    for d in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            kind, level = (d / "type").read_text().strip(), int((d / "level").read_text())
+            size = _size((d / "size").read_text())
+        except (OSError, ValueError):
+            continue
+        if kind in ("Data", "Unified") and (level, size) > best:
+            best, where = (level, size), f"L{level}, {d / 'size'}"
+    return best[1], where
 
 
 def median(xs) -> float:
@@ -124,13 +146,15 @@ def one_thread() -> Iterator[None]:
 
 
 def warm_lasso() -> None:
-    """Load (or compile) the fused solver's kernels once, outside any timing."""
+    """Load (or compile) the CPU solver's kernels once, outside any timing."""
     from causalprune.solvers import FeatureBlock, LassoSchedule, solve_reference
 
     for dtype in (torch.bfloat16, torch.float32):
         data = torch.rand(4, 300).to(dtype)
-        solve_reference([FeatureBlock(data, kind="square", scale=1e-6)], torch.randn(3), 1e-14,
-                        schedule=LassoSchedule(epochs=1), generator=torch.Generator().manual_seed(0))
+        for backend in ("auto", "coupled"):  # the coordinate-parallel kernels, and the coupled one
+            solve_reference([FeatureBlock(data, kind="square", scale=1e-6)], torch.randn(3), 1e-14,
+                            schedule=LassoSchedule(epochs=1), generator=torch.Generator().manual_seed(0),
+                            backend=backend)
 
 
 def proc_status(path: str = "/proc/self/status") -> dict[str, int]:

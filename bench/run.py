@@ -29,9 +29,11 @@ from causalprune.storage import read_json, write_json, write_text  # noqa: E402
 
 __all__ = ["SECTIONS", "main", "render", "gpu_line", "cuda_available"]
 
+from gpu_report import GPU_JSON, gpu_goal_rows, gpu_section  # noqa: E402
+
 # name -> (module, title); the order of BENCHMARKS.md.
 SECTIONS: dict[str, tuple[str, str]] = {
-    "lasso": ("bench_lasso", "Lasso throughput (fused CPU solver vs the naive per-sample loop)"),
+    "lasso": ("bench_lasso", "Lasso throughput (coordinate-parallel vs coupled kernel; vs the naive per-sample loop)"),
     "overhead": ("bench_overhead", "Pruning-phase overhead (SGD + recording + Lasso vs plain SGD)"),
     "memory": ("bench_memory", "Recorder memory, and iteration 2 at ~50% sparsity"),
     "bf16": ("bench_bf16", "bf16 vs fp32 storage of the recording"),
@@ -39,34 +41,29 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "pipeline": ("bench_pipeline", "Input pipeline (epoch time per pipeline)"),
     "sweep": ("bench_sweep", "A 7-value one-iteration sweep: every run alone vs pretrain once, record once"),
 }
-GPU_REFERENCE = """Every figure above is from the CPU. The recording buffer and the solver live on the training device
-(``--device cuda``; the solver's torch path runs there), but no section of this suite times them on a GPU
-yet: the GPU goals below stay open whatever the machine.
-
-Reference (the authors' version, method-facts §8), per Lasso sample (one SGD update of gamma), 3 epochs:
-
-| where | d = 625,500 (LeNet fc1) | d = 16,781,312 (AlexNet fc) |
-|---|---:|---:|
-| 2-core CPU of our dev machines | 20.5 ms | -- |
-| 16-core CPU of the GPU machine | 7.3 ms | -- |
-| NVIDIA H200 | 2.34 ms | 18.3 ms |
-| **goal on an H200 or H100 (100x the old version)** | **<= 23 µs** | **<= 183 µs** |
-
-For orientation (issue 5): a plain vectorised torch loop gets about 10x and 24x on an H200, a CUDA graph
-about 46x at the small size; the rest needs one fused pass over x, gamma and q per sample."""
-
-
 def cuda_available(m: dict) -> bool:
     """Whether torch saw a CUDA device on the machine of ``m`` (results written before the
     ``cuda_available`` field existed: whether they name a GPU)."""
     return bool(m.get("cuda_available", m.get("gpu") is not None))
 
 
-def gpu_line(m: dict) -> str:
-    """What the run found: ``torch.cuda.is_available()`` and, when True, the name of device 0."""
-    if cuda_available(m):
-        return f"CUDA: torch.cuda.is_available() is True; device 0 is {m['gpu']}."
-    return "CUDA: torch.cuda.is_available() is False; no GPU was available in this session."
+def gpu_line(m: dict, on_gpu: list[str] | None = None) -> str:
+    """What the run found and did: ``torch.cuda.is_available()``, the name of device 0, and
+    which sections ran on it (``on_gpu``; None while nothing has run yet)."""
+    if not cuda_available(m):
+        return ("CUDA: torch.cuda.is_available() is False; no GPU was available in this session, so every "
+                "figure of this suite is from the CPU.")
+    head = f"CUDA: torch.cuda.is_available() is True; device 0 is {m['gpu']}"
+    if on_gpu is None:
+        return head + "."
+    ran = f"sections run on it: {', '.join(on_gpu)}" if on_gpu else "no section of this suite ran on it"
+    return f"{head}; {ran} (the GPU checks and goals are `bash bench/gpu_check.sh`'s)."
+
+
+def _on_gpu(sections: dict) -> list[str]:
+    """Sections whose results say they ran on a CUDA device."""
+    devices = {n: (s.get("result") or {}).get("device") for n, s in sections.items()}
+    return [f"{n} (its speed rows)" for n, d in devices.items() if isinstance(d, str) and d.startswith("cuda")]
 
 
 def _command(name: str, quick: bool) -> str:
@@ -74,8 +71,9 @@ def _command(name: str, quick: bool) -> str:
 
 
 def _lasso_goals(res: dict) -> list[dict]:
-    """bench_lasso.py has no goals(): its speed rows at d = 625,500 (or, in a quick run, the
-    largest d it timed) against the issue's targets, and the linearity of its scaling fits."""
+    """The goals of bench_lasso.py's speed rows at d = 625,500 (or, in a quick run, the largest d
+    it timed) against the naive loop, and the linearity of its scaling fits (its own goals()
+    adds the coordinate-parallel rows)."""
     from benchutil import goal
 
     rows = res.get("speed", [])
@@ -100,15 +98,18 @@ def _lasso_goals(res: dict) -> list[dict]:
 def run_section(name: str, quick: bool) -> dict:
     """Import and run one section; never raises (a failure is recorded in the entry)."""
     module, title = SECTIONS[name]
+    m = machine()
     entry = {"title": title, "module": f"bench/{module}.py", "command": _command(name, quick), "quick": quick,
-             "date": machine()["date"], "load_average_before": machine()["load_average"]}
+             "date": m["date"], "load_average_before": m["load_average"],
+             "machine": {"cpu": m["cpu"], "cores": m["cores"], "gpu": m["gpu"]}}
     t0 = time.perf_counter()
     try:
         mod = importlib.import_module(module)
         res = mod.run(quick=quick)
         entry["result"] = res
         entry["markdown"] = mod.markdown(res)
-        entry["goals"] = mod.goals(res) if hasattr(mod, "goals") else (_lasso_goals(res) if name == "lasso" else [])
+        own = mod.goals(res) if hasattr(mod, "goals") else []
+        entry["goals"] = (_lasso_goals(res) if name == "lasso" else []) + own
         entry["error"] = None
     except Exception as exc:  # one broken section must not hide the others' figures
         entry.update(result=None, markdown="", goals=[], error=f"{type(exc).__name__}: {exc}",
@@ -127,6 +128,18 @@ def _status(g: dict) -> str:
     return "information" if g["met"] is None else ("met" if g["met"] else "**NOT met**")
 
 
+def _other_machines(results: dict) -> list[str]:
+    """One line naming the sections kept from an earlier run on another machine (``--only``)."""
+    m = results["machine"]
+    other = {}
+    for i, name in enumerate((n for n in SECTIONS if n in results["sections"]), 1):
+        sm = results["sections"][name].get("machine")
+        if sm and (sm.get("cpu"), sm.get("cores")) != (m["cpu"], m["cores"]):
+            other.setdefault(f"{sm['cpu']}, {sm['cores']} cores", []).append(str(i))
+    return [f"Sections {', '.join(v)} were kept from an earlier run on another machine ({k}); their dates say when."
+            for k, v in other.items()]
+
+
 def render(results: dict) -> str:
     """BENCHMARKS.md from a results dict (pure: everything comes from ``results``)."""
     m = results["machine"]
@@ -139,6 +152,7 @@ def render(results: dict) -> str:
              f"{m['ram_bytes'] / 1024**3:.1f} GB RAM, GPU: {m['gpu'] or 'none'}; torch {m['torch']} with "
              f"{m['torch_threads']} threads, Python {m['python']}. Load average at the start: {la} -- on a shared "
              "machine absolute times are noisy, which is why every ratio is measured side by side in one process.",
+             *_other_machines(results),
              f"Total time: {results['total_seconds'] / 60:.1f} min.", "", "## Goals", "",
              "| figure | measured | goal | status | reproduce |", "|---|---:|---:|---|---|"]
     ordered = [(n, results["sections"][n]) for n in SECTIONS if n in results["sections"]]  # JSON sorts keys
@@ -148,14 +162,13 @@ def render(results: dict) -> str:
             lines.append(f"| {g['figure']}{note} | {g['shown']} | {g['goal']} | {_status(g)} | `{sec['command']}` |")
         if sec["error"]:
             lines.append(f"| {sec['title']} | failed | | **error** | `{sec['command']}` |")
-    found = f"not timed on {m['gpu']}" if cuda_available(m) else "no GPU in this session"
-    lines += [f"| Lasso on a GPU, d = 625,500 / 16,781,312 | {found} | <= 23 µs / <= 183 µs | "
-              "not measured | see the GPU section |"]
+    lines += gpu_goal_rows(results.get("gpu"))
     for i, (name, sec) in enumerate(ordered, 1):
         lines += ["", f"## {i}. {sec['title']}", "",
                   f"`{sec['command']}` (module `{sec['module']}`; {sec['date']}, {sec['seconds']:.0f} s)", ""]
         lines.append(f"**Failed:** `{sec['error']}`" if sec["error"] else _body(sec["markdown"]))
-    lines += ["", f"## {len(ordered) + 1}. GPU", "", gpu_line(m), "", GPU_REFERENCE, ""]
+    lines += ["", f"## {len(ordered) + 1}. GPU", "", gpu_line(m, _on_gpu(results["sections"])), "",
+              gpu_section(results.get("gpu")), ""]
     return "\n".join(lines)
 
 
@@ -184,10 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - t0
     if args.only and json_path.exists():  # one section rerun: keep the others' figures (each has its date)
         old = read_json(json_path)
+        for sec in old.get("sections", {}).values():  # kept sections remember the machine they ran on
+            sec.setdefault("machine", {k: old["machine"].get(k) for k in ("cpu", "cores", "gpu")})
         merged = {n: (sections[n] if n in sections else old["sections"][n]) for n in SECTIONS
                   if n in sections or n in old.get("sections", {})}
         sections, total = merged, sum(s["seconds"] for s in merged.values())
-    results = {"machine": start_machine, "quick": args.quick, "total_seconds": total, "sections": sections}
+    # the GPU section comes from bench/gpu_check.sh's last run on a GPU machine, if any
+    gpu = read_json(GPU_JSON) if GPU_JSON.exists() else None
+    results = {"machine": start_machine, "quick": args.quick, "total_seconds": total, "sections": sections,
+               "gpu": gpu}
     json_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.parent.mkdir(parents=True, exist_ok=True)
     write_json(json_path, results)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(BENCH))
 from run import SECTIONS, render  # noqa: E402
 
 KEYS = {
-    "lasso": {"speed", "scaling", "bandwidth_GBps"},
+    "lasso": {"speed", "coord", "scaling", "bandwidth_GBps", "device", "llc_bytes"},
     "overhead": {"overhead_ratio", "overhead_composed", "step_plain_s", "step_recorded_s", "lasso_s", "T", "recorder"},
     "memory": {"per_step_per_weight", "iterations", "lasso_ratio", "bytes_ratio", "spilled", "width_ratio"},
     "bf16": {"by_l1", "T", "width", "paper_l1"},
@@ -218,10 +218,16 @@ def test_the_gpu_line_says_what_this_machine_has(quick_run):
     assert _cuda_claims(md) == [str(has)]
     assert _cuda_claims(proc.stderr) == [str(has)], "bench/run.py prints what it found"
     line = next(ln for ln in gpu_part.splitlines() if "torch.cuda.is_available()" in ln)
-    if has:
+    if has:  # it says what ran on the GPU: the Lasso section builds its tensors there by default
         assert name in line and name in proc.stderr and "no GPU" not in md
+        assert res["sections"]["lasso"]["result"]["device"] == "cuda" and "sections run on it: lasso" in line
     else:
-        assert "no GPU" in line
+        assert "no GPU" in line and "from the CPU" in line
+        assert res["sections"]["lasso"]["result"]["device"] == "cpu"
+    gpu = res.get("gpu")
+    if not (gpu and gpu.get("mode") == "gpu"):  # until gpu_check.sh has run on a GPU
+        assert "GPU figures: not measured" in gpu_part
+        assert all("not measured" in ln for ln in md.splitlines() if ln.startswith("|") and "on a GPU" in ln)
 
 
 @pytest.mark.slow

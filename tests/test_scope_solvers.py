@@ -182,6 +182,7 @@ def _assert_same_fits(cpu, dev):
         assert torch.equal(online_d.keep[k].cpu(), m), f"online solver: {k} masks differ between devices"
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_exact_and_online_on_the_gpu_match_the_cpu(tiny_net):
     cpu, gpu = _fit_on_devices(tiny_net, ["cpu", "cuda"])

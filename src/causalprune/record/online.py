@@ -77,7 +77,7 @@ class OnlineCausal:
         w.after_step(loss)
         if w.steps < self.lag + 1:
             return
-        y = float(w.targets(lag=self.lag)[0])
+        y = w.targets(lag=self.lag)[0]  # stays on the device: no host sync per step
         self._layers = self._features()
         xs = [[block_features(b, 0)[0] for b in lf.blocks] for lf in self._layers]
         if len(self.solvers) == 1 and len(xs) > 1:

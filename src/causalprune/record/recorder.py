@@ -32,9 +32,20 @@ from ..units import format_bytes, free_memory_bytes
 from .slots import LayerSlot
 from .spill import open_spill
 
-__all__ = ["LayerSlot", "Recorder"]
+__all__ = ["LayerSlot", "Recorder", "indexed_device"]
 
 _DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def indexed_device(device: torch.device | str) -> torch.device:
+    """``device`` with its index made explicit: ``cuda`` is the current CUDA device, ``cuda:0``
+    on most machines. Parameters always carry an index, and ``torch.device("cuda") !=
+    torch.device("cuda:0")``: without this, the recorder's test whether a parameter already
+    lives on its device fails for every layer at every step and takes the allocating path."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 class Recorder:
@@ -61,7 +72,7 @@ class Recorder:
             self.slots.append(LayerSlot(key, p, idx, col, col + n))
             col += n
         self.width = col
-        self.device = device or (self.slots[0].param.device if self.slots else torch.device("cpu"))
+        self.device = indexed_device(device or (self.slots[0].param.device if self.slots else torch.device("cpu")))
         self.dtype = _DTYPES[dtype]
         self.max_steps = max_steps
         need = self.bytes_needed(max_steps, col, dtype)

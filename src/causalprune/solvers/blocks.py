@@ -25,6 +25,7 @@ __all__ = [
     "step_schedule",
     "visit_order",
     "block_features",
+    "combine_rows",
 ]
 
 #: Feature rules: x = scale*data[r] ("linear"), scale*data[r]**2 ("square"),
@@ -148,13 +149,24 @@ def block_features(block: FeatureBlock, rows: torch.Tensor | slice | int,
         rows = slice(rows, rows + 1)
     if isinstance(rows, slice):
         start, stop = block.row0 + (rows.start or 0), block.row0 + rows.stop
-        a = block.data[start:stop].to(dtype)
-        b = block.data[start + 1:stop + 1].to(dtype) if block.kind == "cross" else None
+        a = block.data[start:stop]
+        b = block.data[start + 1:stop + 1] if block.kind == "cross" else None
     else:
-        a = block.data[rows + block.row0].to(dtype)
-        b = block.data[rows + block.row0 + 1].to(dtype) if block.kind == "cross" else None
+        a = block.data[rows + block.row0]
+        b = block.data[rows + block.row0 + 1] if block.kind == "cross" else None
+    return combine_rows(block, a, b, dtype)
+
+
+def combine_rows(block: FeatureBlock, a: torch.Tensor, b: torch.Tensor | None,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Features of ``block`` from its stored rows ``a`` (and, for "cross", the next rows ``b``),
+    on whatever device the rows are: the arithmetic of :func:`block_features`."""
+    a = a.to(dtype)
     if block.kind == "square":
         a = a * a
     elif block.kind == "cross":
-        a = a * b
-    return a * torch.tensor(block.scale, dtype=dtype, device=a.device)
+        a = a * b.to(dtype)
+    # A Python scalar, not a tensor built from it: a CUDA tensor made from a host value is a
+    # blocking copy, once per block per sample. The scalar is rounded to ``dtype`` inside the
+    # kernel, so this is the same product as with a 0-dim ``dtype`` tensor.
+    return a * float(block.scale)

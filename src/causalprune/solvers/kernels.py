@@ -29,7 +29,9 @@ from numba import njit
 
 from .blocks import KINDS
 
-__all__ = ["LANES", "CHUNK", "LINEAR", "CROSS", "as_numba_array", "update_unit", "widen"]
+__all__ = [
+    "LANES", "CHUNK", "LINEAR", "CROSS", "as_numba_array", "coord_update", "update_unit", "dot_unit", "widen",
+]
 
 LANES = 256  # accumulator lanes = elements per vectorised row
 CHUNK = 64 * LANES  # coordinates per work unit (64 KB of float32 state): balances 2+ cores
@@ -39,7 +41,7 @@ _ONE = np.float32(1.0)
 
 
 @njit(inline="always")
-def _coord(gk, qk, xv, r, eta, u, clip):
+def coord_update(gk, qk, xv, r, eta, u, clip):
     """One coordinate of the cumulative-penalty update (docs/method.md §2), all float32;
     returns new (γ, q). Selects only (no branches), so the row loop vectorises."""
     g = r * xv
@@ -60,7 +62,7 @@ def _row(a, b, an, bn, g, q, acc, mult, sc, r, eta, u, clip):
     the next sample's features into the lanes of ``acc``. Scalars are float32."""
     for k in range(g.shape[0]):
         x = sc * (a[k] * (b[k] if mult else _ONE))
-        gn, qn = _coord(g[k], q[k], x, r, eta, u, clip)
+        gn, qn = coord_update(g[k], q[k], x, r, eta, u, clip)
         g[k] = gn
         q[k] = qn
         acc[k] += np.float64(gn) * np.float64(sc * (an[k] * (bn[k] if mult else _ONE)))
@@ -99,6 +101,38 @@ def update_unit(data, wide, bshift, mult, scale, a0, n0, lo, hi, gamma, q, acc, 
         else:
             _row(data[a0 + s:a0 + e], data[a0 + bshift + s:a0 + bshift + e], data[n0 + s:n0 + e],
                  data[n0 + bshift + s:n0 + bshift + e], g, qq, ac, mult, sc, r, eta, u, clip)
+    tot = 0.0
+    for k in range(LANES):  # fixed order
+        tot += acc[k]
+    return tot
+
+
+@njit(cache=True)
+def _dot_row(an, bn, g, acc, mult, sc):
+    for k in range(g.shape[0]):
+        acc[k] += np.float64(g[k]) * np.float64(sc * (an[k] * (bn[k] if mult else _ONE)))
+
+
+@njit(cache=True)
+def dot_unit(data, wide, bshift, mult, scale, n0, lo, hi, gamma, acc):
+    """Coordinates [lo, hi) of γ·x for the sample whose row starts at ``n0``, in exactly the
+    lanes and order in which :func:`update_unit` accumulates its "next sample" dot product,
+    so a run resumed from a saved (γ, q) continues bit for bit."""
+    acc[:] = 0.0
+    scratch = np.empty((2, LANES if wide else 0), np.uint32)
+    sf = scratch.view(np.float32)
+    sc = np.float32(scale)
+    for s in range(lo, hi, LANES):
+        e = min(s + LANES, hi)
+        m = e - s
+        g, ac = gamma[s:e], acc[:m]
+        if wide:
+            widen(data[n0 + s:n0 + e], scratch[0])
+            if bshift != 0:
+                widen(data[n0 + bshift + s:n0 + bshift + e], scratch[1])
+            _dot_row(sf[0, :m], sf[1 if bshift != 0 else 0, :m], g, ac, mult, sc)
+        else:
+            _dot_row(data[n0 + s:n0 + e], data[n0 + bshift + s:n0 + bshift + e], g, ac, mult, sc)
     tot = 0.0
     for k in range(LANES):  # fixed order
         tot += acc[k]

@@ -46,6 +46,7 @@ class OnlineLasso:
         self.use_numba = backend == "numba" or (backend == "auto" and self.device.type == "cpu")
         self._gamma = [torch.zeros(d, dtype=torch.float32, device=self.device) for d in self.dims]
         self._q = [torch.zeros_like(g) for g in self._gamma]
+        self._bad: torch.Tensor | None = None  # any non-finite device target so far (checked in gammas)
         self.steps = 0  # s of docs/method.md §2: samples seen so far
         self.u = 0.0  # total penalty each coordinate may have received so far
 
@@ -60,11 +61,22 @@ class OnlineLasso:
             out.append(x.to(self.device))
         return out
 
-    def update(self, xs: list[torch.Tensor], y: float) -> None:
-        """Consume one sample: ``xs`` holds one (already computed) feature vector per block."""
+    def update(self, xs: list[torch.Tensor], y: float | torch.Tensor) -> None:
+        """Consume one sample: ``xs`` holds one (already computed) feature vector per block.
+
+        ``y`` is a number or a one-element tensor. On an accelerator a tensor ``y`` stays there:
+        reading it on the host would wait for the device at every training step, so its check
+        for NaN/inf is deferred to :meth:`gammas`."""
         xs = self._check(xs)
-        if not math.isfinite(float(y)):
-            raise DataError(f"update got a non-finite target y={float(y)}; the recorded loss diverged")
+        if isinstance(y, torch.Tensor):
+            y = y.detach().reshape(())
+            if self.use_numba or y.device.type == "cpu":
+                y = float(y)
+            else:
+                bad = ~torch.isfinite(y)
+                self._bad = bad if self._bad is None else self._bad | bad
+        if not isinstance(y, torch.Tensor) and not math.isfinite(y):
+            raise DataError(f"update got a non-finite target y={y}; the recorded loss diverged")
         self.steps += 1
         eta = float(self.schedule.lr0 / np.float64(self.steps) ** self.schedule.power_t)
         self.u += eta * self.l1_coeff
@@ -84,16 +96,21 @@ class OnlineLasso:
         from .torch_path import coord_update_, f32, residual
 
         x32 = [x.float() for x in xs]
-        r = residual(self._gamma, x32, torch.as_tensor(y, dtype=torch.float64, device=self.device)).float()
+        # y as a Python number or a device tensor: never a host-to-device copy per step
+        r = residual(self._gamma, x32, y.to(torch.float64) if isinstance(y, torch.Tensor) else float(y)).float()
         for g, q, x in zip(self._gamma, self._q, x32):
             coord_update_(g, q, x, r, f32(eta), f32(self.u), f32(clip))
 
     def gammas(self) -> list[torch.Tensor]:
         """Current γ per block (float32 copies); a weight is pruned iff its γ is exactly 0."""
+        if self._bad is not None and bool(self._bad):
+            raise DataError("update got a non-finite target y; the recorded loss diverged")
         return [g.clone() for g in self._gamma]
 
     def state_dict(self) -> dict:
         """Everything needed to resume: tensors plus plain numbers (torch.load(weights_only=True)-safe)."""
+        if self._bad is not None and bool(self._bad):  # the deferred check must not be lost on a resume
+            raise DataError("update got a non-finite target y; the recorded loss diverged")
         return {"dims": list(self.dims), "l1_coeff": self.l1_coeff, "steps": self.steps, "u": self.u,
                 "schedule": dataclasses.asdict(self.schedule),
                 "gamma": [g.detach().cpu().clone() for g in self._gamma],

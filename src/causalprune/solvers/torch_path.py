@@ -25,7 +25,7 @@ def coord_update_(gamma: torch.Tensor, q: torch.Tensor, x: torch.Tensor, r: torc
 
     ``x`` float32 features, ``r`` a float32 0-dim residual, eta/u/clip float32-representable.
     γ is pulled towards zero, never across it, by the penalty it has not yet received (u ± q);
-    q records the penalty actually applied. Mirrors fused_cpu._coord operation by operation.
+    q records the penalty actually applied. Mirrors kernels.coord_update operation by operation.
     """
     g = (r * x).clamp_(-clip, clip)
     z = gamma - eta * g
@@ -41,8 +41,9 @@ def f32(v: float) -> float:
     return float(np.float32(v))
 
 
-def residual(gammas: list[torch.Tensor], xs: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-    """γ·x − y over all blocks, accumulated in float64 (0-dim tensor on the device)."""
+def residual(gammas: list[torch.Tensor], xs: list[torch.Tensor], y: torch.Tensor | float) -> torch.Tensor:
+    """γ·x − y over all blocks, accumulated in float64 (0-dim tensor on the device); ``y`` a
+    0-dim float64 device tensor or a Python number (never copied to the device)."""
     r = torch.dot(gammas[0].double(), xs[0].double())
     for g, x in zip(gammas[1:], xs[1:]):
         r = r + torch.dot(g.double(), x.double())
