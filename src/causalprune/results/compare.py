@@ -149,10 +149,11 @@ def _plot(rows: list[dict], png: Path, title: str) -> None:
                   color=colors[i % len(colors)])
     right.set_xticks(x, [k.removesuffix(".weight") for k in layers], fontsize=8)
     right.set_ylabel("weights pruned in the layer (%)")
-    right.set_ylim(0, 105)
+    right.set_ylim(0, 128)  # room above the bars for the legend
+    right.set_yticks(range(0, 101, 20))
     right.set_title("where each method prunes")
     right.grid(axis="y", alpha=0.3)
-    right.legend(fontsize=7.5, loc="upper left")
+    right.legend(fontsize=7.5, loc="upper center", ncol=3)
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(png) as tmp:
