@@ -409,7 +409,8 @@ def _enospc_on(monkeypatch, name: str, after: int) -> None:
 def test_disk_full_keeps_previous_files_and_resumes(capsys, tmp_path, monkeypatch, finished):
     out = tmp_path / "out"
     _enospc_on(monkeypatch, "state.json", after=3)  # the 4th commit: pretraining done, nothing more
-    code, err = cli(capsys, "run", *TINY, "--out", str(out), "--name", "full")
+    # Pretraining in the run folder, so that every commit above is this run's state.json.
+    code, err = cli(capsys, "run", *TINY, "--no-share-pretraining", "--out", str(out), "--name", "full")
     assert_one_line_error(code, err, "disk full while writing", "state.json", "previous version is kept")
     paths = RunPaths(out / "full")
     state = json.loads(paths.state.read_text())  # the previous state.json is intact and readable
@@ -417,7 +418,7 @@ def test_disk_full_keeps_previous_files_and_resumes(capsys, tmp_path, monkeypatc
     assert not list(paths.root.rglob(".*.tmp")), "the temporary file of the failed write is removed"
     monkeypatch.undo()
     # Space freed: the same command resumes and ends where an undisturbed run ends.
-    assert cli(capsys, "run", *TINY, "--out", str(out), "--name", "full")[0] == 0
+    assert cli(capsys, "run", *TINY, "--no-share-pretraining", "--out", str(out), "--name", "full")[0] == 0
     assert paths.metrics.read_text() == finished.metrics.read_text()
     a, b = read_masks(paths.final_masks), read_masks(finished.final_masks)
     assert all(torch.equal(a[k], b[k]) for k in b)
