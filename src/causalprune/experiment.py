@@ -163,6 +163,12 @@ class Experiment:
         self.model.load_state_dict(ck["model"])
         return ck
 
+    def _replay(self, rows: list[tuple]) -> None:
+        """Log metrics rows another run (or the shared stage) produced, as if this run had: the
+        same CSV rows, and the same TensorBoard scalars under --tensorboard."""
+        for phase, it, ep, step, name, value in rows:
+            self.state.log(phase, int(it), int(ep), int(step), name, float(value))
+
     def _drop(self, epoch_file: Callable[[int], Path], upto: int) -> None:
         """Delete the epoch checkpoints 1..upto once state.json no longer points at them."""
         if ddp.is_main():
@@ -236,7 +242,7 @@ class Experiment:
                 self.log(f"pretraining into the shared stage {stage.root}")
                 self._pretrain_epochs(stage, shared, lambda st, **u: st.commit(**u))
             copy_file(stage.pretrained, self.paths.pretrained)
-        self.state.rows.extend(r for r in shared.rows if r[0] == "pre")
+        self._replay([r for r in shared.rows if r[0] == "pre"])
         self._commit(pretrain_epochs_done=cfg.n_pre, pretrain_done=True,
                      pretrained_from=os.path.relpath(stage.root, self.paths.root))
 
@@ -306,7 +312,7 @@ class Experiment:
         reused = share.get(cfg, self.device, needs_recording=method.records) if share else None
         if reused is not None:  # iteration 1's epochs as another run of this command left them (shared.py)
             self.model.load_state_dict(reused.state)
-            self.state.rows.extend(reused.rows)
+            self._replay(reused.rows)
             ctx.recording = reused.recording
             self.log(f"iteration {it}: reusing the SGD epochs{' and recording' if method.records else ''} "
                      "of an earlier run with the same pretraining and protocol")
