@@ -23,7 +23,7 @@ from typing import Any
 from .errors import ConfigError
 from .units import parse_bytes
 
-__all__ = ["Config", "CHOICES", "config_from_dict", "load_config_file", "diff_configs"]
+__all__ = ["Config", "CHOICES", "config_from_dict", "load_config_file", "diff_configs", "settings_digest"]
 
 # Allowed values of the categorical settings, declared once (used by the CLI and validation).
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -35,6 +35,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "record_dtype": ("bf16", "fp32"),
     "pipeline": ("auto", "device", "workers"),
 }
+
+
+def settings_digest(settings: Any) -> str:
+    """SHA-256 (hex) of a JSON-able mapping of settings, independent of key order: what names run
+    folders, sweep folders, pretraining stages and shared epochs."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _f(default: Any, help: str, kind: str = "hp", **extra: Any) -> Any:
@@ -171,7 +177,7 @@ class Config:
         defaults = Config()
         changed = {k: v for k, v in self.hp_dict().items()
                    if k not in ("method", "model", "dataset", "seed") and v != getattr(defaults, k)}
-        digest = hashlib.sha256(json.dumps(changed, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        digest = settings_digest(changed)[:8]
         return f"{self.method}-{self.model}-{self.dataset}-s{self.seed}-{digest}"
 
     def run_dir(self) -> Path:

@@ -317,7 +317,7 @@ class Experiment:
             self.log(f"iteration {it}: reusing the SGD epochs{' and recording' if method.records else ''} "
                      "of an earlier run with the same pretraining and protocol")
         else:
-            self._train_and_record(ctx, it)
+            rows = self._train_and_record(ctx, it)
         t1 = time.time()
         for hook in self.callbacks:
             hook.before_decide(it)
@@ -328,16 +328,16 @@ class Experiment:
             if share is not None:
                 kept = rec if self._shareable(rec) else None
                 share.put(cfg, self.device, FirstEpochs(
-                    {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
-                    self._epoch_rows, kept, t1 - t0))
+                    {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}, rows, kept))
                 rec = None if kept is not None else rec  # a kept recording is the share's to free
             if rec is not None:
                 rec.free()
         seconds = (t1 - t0, lasso_s) if method.records else (0.0, 0.0)
         return decision, seconds, reused is not None
 
-    def _train_and_record(self, ctx: PruneContext, it: int) -> None:
-        """Algorithm 1 line 4: N_prune epochs of SGD, with the method's step callbacks (its recorder)."""
+    def _train_and_record(self, ctx: PruneContext, it: int) -> list[tuple]:
+        """Algorithm 1 line 4: N_prune epochs of SGD, with the method's step callbacks (its recorder);
+        returns the metrics rows they logged."""
         cfg = self.cfg
         opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr_prune, momentum=cfg.momentum)
         callbacks = self.method.begin(ctx)
@@ -347,7 +347,7 @@ class Experiment:
             res = self._epoch(opt, "record", f"{it}.{ep}", epoch_seed(cfg.seed, _PRUNE, it, ep),
                               f"iter {it} sgd {ep}/{cfg.n_prune}", callbacks, loss_fn)
             self.state.log("prune", it, ep, res.steps, "train_loss", res.loss)
-        self._epoch_rows = self.state.rows[first:]
+        return self.state.rows[first:]
 
     def _share(self, it: int) -> SharedEpochs | None:
         """The command's share of iteration 1's epochs, where it applies (shared.py)."""

@@ -14,13 +14,12 @@ and then reuses it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 import torch
 
-from .config import Config
+from .config import Config, settings_digest
 from .errors import ConfigError
 from .paths import PretrainPaths, RunPaths
 from .storage import is_temporary, read_json
@@ -40,8 +39,7 @@ def pretrain_key(cfg: Config, device: torch.device) -> dict[str, Any]:
 
 def stage_paths(cfg: Config, device: torch.device) -> RunPaths:
     """The stage folder of ``cfg``'s pretraining (its files are named as in a run folder)."""
-    key = pretrain_key(cfg, device)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    digest = settings_digest(pretrain_key(cfg, device))[:8]
     return RunPaths(PretrainPaths.folder(cfg.out, cfg.model, cfg.dataset, cfg.seed, digest))
 
 

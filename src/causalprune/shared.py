@@ -15,13 +15,11 @@ while training, so there is no recording to share) and for a recording spilled t
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from .config import Config
+from .config import Config, settings_digest
 from .pretrain import pretrain_key
 
 __all__ = ["SharedEpochs", "FirstEpochs", "EPOCH_KEYS"]
@@ -38,8 +36,6 @@ class FirstEpochs:
     state: dict[str, torch.Tensor]
     rows: list[tuple]
     recording: object | None = None
-    seconds: float = 0.0
-    users: int = field(default=0)
 
 
 class SharedEpochs:
@@ -52,13 +48,12 @@ class SharedEpochs:
     @staticmethod
     def key(cfg: Config, device: torch.device) -> str:
         key = {**pretrain_key(cfg, device), **{k: getattr(cfg, k) for k in EPOCH_KEYS}}
-        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+        return settings_digest(key)
 
     def get(self, cfg: Config, device: torch.device, *, needs_recording: bool) -> FirstEpochs | None:
         entry = self._entries.get(self.key(cfg, device))
         if entry is None or (needs_recording and entry.recording is None):
             return None
-        entry.users += 1
         return entry
 
     def put(self, cfg: Config, device: torch.device, entry: FirstEpochs) -> None:

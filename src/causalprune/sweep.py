@@ -19,8 +19,6 @@ folder under ``--out`` (reused when finished); the sweep's own files go to ``<ou
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from .config import Config
+from .config import Config, settings_digest
 from .errors import ConfigError, EmptyLayerError, TrainingError
 from .paths import RunPaths, SweepPaths
 from .results.runs import read_run
@@ -102,7 +100,7 @@ def sweep_dir(base: Config, spec: SweepSpec) -> Path:
     varied = ("method", "seed", "l1_coeff", "target_sparsity", "match_layers", "n_iter", "n_prune")
     key = {"base": {k: v for k, v in base.hp_dict().items() if k not in varied},
            "main": [_main(base, spec).n_iter, _main(base, spec).n_prune], "spec": asdict(spec)}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    digest = settings_digest(key)[:8]
     return SweepPaths.folder(base.out, base.model, base.dataset, digest)
 
 
