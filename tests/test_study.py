@@ -12,6 +12,7 @@ from scipy import stats as st
 from causalprune.cli import main
 from causalprune.results.runs import read_runs
 from causalprune.results.study import STUDY_METHODS, study_groups, study_tables
+from causalprune.storage import read_json
 from causalprune.sweep import BASELINES, SweepSpec, run_sweep
 
 
@@ -68,3 +69,42 @@ def test_the_html_report_carries_the_study(study_runs, tmp_path):
 
     page = build_report([str(study_runs)], tmp_path / "report.html").read_text()
     assert 'id="study"' in page and "Paired differences" in page and "transition width per seed" in page
+
+
+def test_per_seed_rows_and_widths_start_at_the_unpruned_model(study_runs):
+    from causalprune.analysis import transition_width
+
+    rows = [r for r in read_runs([study_runs], require_finished=False) if r["finished"]]
+    t = study_tables(rows)
+    groups = study_groups(rows)
+    assert len(t["per_seed"]) == len(groups)
+    for row, g in zip(t["per_seed"], groups):
+        assert row["seed"] == g["seed"] and row["percent_pruned"] == g["runs"]["causal"]["percent_pruned"]
+        assert all(row[m] == g["runs"][m]["test_accuracy"] for m in STUDY_METHODS)
+    causal = next(w for w in t["widths"] if w["curve"] == "causal")
+    for seed in (0, 1):
+        mine = [g for g in groups if g["seed"] == seed]
+        xs = [0.0] + [g["runs"]["causal"]["percent_pruned"] for g in mine]
+        ys = [mine[0]["runs"]["none"]["test_accuracy"]] + [g["runs"]["causal"]["test_accuracy"] for g in mine]
+        want = transition_width(xs, ys)
+        got = causal["per_seed"][str(seed)]
+        assert (got is None and math.isnan(want)) or got == pytest.approx(want)
+        assert causal["drop"][str(seed)] == pytest.approx(max(ys) - ys[int(np.argmax(xs))])
+
+
+def test_published_runs_give_the_same_study_with_their_hessian_eigenvalues(study_runs, tmp_path):
+    rows = [r for r in read_runs([study_runs], require_finished=False) if r["finished"]]
+    first = [g for g in study_groups(rows) if g["l1_coeff"] == min(g["l1_coeff"] for g in study_groups(rows))]
+    picked = [g["runs"][m]["run_dir"] for g in first for m in ("causal", "magnitude")]
+    assert main(["analyze", "--hessian", "--k", "3", "--iters", "5", *picked]) == 0
+    t = study_tables([r for r in read_runs([study_runs], require_finished=False) if r["finished"]])
+    assert len(t["eigenvalues"]) == 4 and all(len(e["top3"]) == 3 for e in t["eigenvalues"])
+    ratio = next(r for r in t["sharpness"] if r["baseline"] == "magnitude")
+    for g in first:
+        lam = {m: read_json(f"{g['runs'][m]['run_dir']}/analysis/eigenvalues.json")["eigenvalues"][0]
+               for m in ("causal", "magnitude")}
+        assert ratio["per_seed"][g["seed"]] == pytest.approx(lam["causal"] / lam["magnitude"])
+    assert ratio["geo_mean"] == pytest.approx(math.exp(np.mean(np.log(list(ratio["per_seed"].values())))))
+    assert main(["runs", str(study_runs), "--publish", str(tmp_path / "pub")]) == 0
+    published = study_tables([r for r in read_runs([tmp_path / "pub"], require_finished=False) if r["finished"]])
+    assert published == t

@@ -97,7 +97,7 @@ def layer_table(rows: list[dict[str, Any]]) -> str:
 
 
 def publish(run_dir: str | Path, dest: str | Path) -> Path:
-    """Copy a run's small artifacts into ``dest/<run name>/``, with the paths in its settings reduced to
+    """Copy a run's small artifacts (and ``analysis/eigenvalues.json`` where it has one) into ``dest/<run name>/``, with the paths in its settings reduced to
     the last folder name (a committed file must not carry a machine's absolute paths). Returns the copy."""
     import json
 
@@ -112,12 +112,13 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
         if config.get(key):
             config[key] = Path(str(config[key])).name
     write_json(out.config, config)
-    for file in artifacts(src)[1:]:
+    # The Hessian eigenvalues are a few numbers that a study's tables quote, so they come along too.
+    for file, to in [(f, out.root / f.name) for f in artifacts(src)[1:]] + [(src.eigenvalues, out.eigenvalues)]:
         if file.is_file():
             text = file.read_text(encoding="utf-8")
             if file.suffix == ".json":  # no absolute path survives in any string value
                 text = json.dumps(_relative(json.loads(text)), indent=2, sort_keys=True) + "\n"
-            write_text(out.root / file.name, text)
+            write_text(to, text)
     return out.root
 
 def _relative(obj):

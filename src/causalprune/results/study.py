@@ -40,7 +40,9 @@ def _ok(r: dict) -> bool:
 
 
 def _same_run(a: str, b: str) -> bool:
-    return bool(a) and bool(b) and Path(a).resolve() == Path(b).resolve()
+    # By folder name: run names carry a digest of their settings, and a published copy keeps only
+    # the name of the run it matched (layers.publish), so this holds before and after publishing.
+    return bool(a) and bool(b) and Path(a).name == Path(b).name
 
 
 def study_groups(rows: list[dict]) -> list[dict]:
@@ -79,6 +81,7 @@ def study_tables(rows: list[dict]) -> dict[str, Any]:
     """Every table of the study from the runs' rows (see the module docstring)."""
     from scipy import stats as st
 
+    from ..analysis.phase import median_by_x
     from ..analysis.stats import paired_test
     from .sweep_files import phase_curves, phase_widths
 
@@ -113,19 +116,49 @@ def study_tables(rows: list[dict]) -> dict[str, Any]:
                         "diff_ci95_low": t.interval[0], "diff_ci95_high": t.interval[1],
                         "signed_rank_p": t.signed_rank_p, "sign_p": t.sign.pvalue, "verdict": t.verdict})
     used = [g["runs"][m] for g in groups for m in STUDY_METHODS[:-1] if g["runs"][m] is not None]
-    widths = phase_widths(phase_curves([{**r, "main": True, "status": "ok"} for r in used]))["curves"] if used else {}
+    # Every curve starts at its seed's unpruned model (0 % pruned): without that point a curve that
+    # only spans the pruned runs measures its drop from its own least-pruned run, and scatter
+    # between seeds at one sparsity would pass for a transition.
+    dense = {g["seed"]: g["runs"]["none"] for g in groups if g["runs"]["none"] is not None}
+    starts = [{**dense[s], "curve": c} for c, s in sorted({(r["curve"], r["seed"]) for r in used}) if s in dense]
+    curves = phase_curves([{**r, "main": True, "status": "ok"} for r in used + starts])
+    widths = phase_widths(curves)["curves"] if used else {}
     width_rows = []
     for curve, w in widths.items():
         per = [v for v in w["per_seed"].values() if v is not None]
         mean, ci = _mean_ci(per)
-        width_rows.append({"curve": curve, "per_seed": w["per_seed"], "mean": mean, "ci95": ci,
+        # The drop D the width is measured on: a width over a drop of a few tenths is scatter, not a
+        # transition, and the table says so by printing D beside it.
+        drop = {}
+        for seed in w["per_seed"]:
+            _, ys = median_by_x([x for x, _, s in curves[curve] if str(s) == seed],
+                                [y for _, y, s in curves[curve] if str(s) == seed])
+            drop[seed] = float(ys.max() - ys[-1])
+        width_rows.append({"curve": curve, "per_seed": w["per_seed"], "drop": drop, "mean": mean, "ci95": ci,
                            "median_curve": w["width_pp"]})
-    eig = [{"seed": r["seed"], "method": r["curve"], "l1_coeff": g["l1_coeff"], "percent_pruned": r["percent_pruned"],
+    eig = [{"seed": r["seed"], "method": m, "l1_coeff": g["l1_coeff"], "percent_pruned": r["percent_pruned"],
             "top3": list(r["eigenvalues"][:3])}
-           for g in groups for r in g["runs"].values() if r is not None and r.get("eigenvalues")]
+           for g in groups for m, r in g["runs"].items() if m != "none" and r is not None and r.get("eigenvalues")]
+    # Flatness (paper Fig. 3): causal's top eigenvalue over each baseline's, per seed; the ratio of
+    # two sharpnesses is compared on a log scale, so its summary is the geometric mean.
+    ratios = []
+    for l1 in l1s:
+        for m in STUDY_METHODS[1:-1]:
+            per = {g["seed"]: g["runs"]["causal"]["eigenvalues"][0] / g["runs"][m]["eigenvalues"][0]
+                   for g in groups if g["l1_coeff"] == l1 and g["runs"][m] is not None
+                   and g["runs"]["causal"].get("eigenvalues") and g["runs"][m].get("eigenvalues")}
+            if per:
+                logs = np.log(list(per.values()))
+                mean, ci = _mean_ci(list(logs))
+                ratios.append({"l1_coeff": l1, "baseline": m, "per_seed": per, "geo_mean": float(np.exp(mean)),
+                               "ci95_low": float(np.exp(mean - ci)) if math.isfinite(ci) else math.nan,
+                               "ci95_high": float(np.exp(mean + ci)) if math.isfinite(ci) else math.nan})
     seeds = sorted({g["seed"] for g in groups})
-    return {"groups": len(groups), "seeds": seeds, "l1_grid": l1s, "accuracy": accuracy, "pairs": pairs,
-            "overall": overall, "widths": width_rows, "eigenvalues": eig}
+    per_seed = [{"l1_coeff": g["l1_coeff"], "seed": g["seed"], "percent_pruned": g["runs"]["causal"]["percent_pruned"],
+                 **{m: (r["test_accuracy"] if r is not None else math.nan) for m, r in g["runs"].items()}}
+                for g in groups]
+    return {"groups": len(groups), "seeds": seeds, "per_seed": per_seed, "l1_grid": l1s, "accuracy": accuracy, "pairs": pairs,
+            "overall": overall, "widths": width_rows, "eigenvalues": eig, "sharpness": ratios}
 
 
 def _pm(mean: float, ci: float, fmt: str = ".2f") -> str:
@@ -145,6 +178,11 @@ def study_markdown(t: dict[str, Any]) -> str:
     for r in t["accuracy"]:
         out.append(f"| {r['l1_coeff']:.0e} | {r['method']} | {r['seeds']} | {_pm(r['pruned_mean'], r['pruned_ci95'], '.1f')} "
                    f"| {_pm(r['accuracy_mean'], r['accuracy_ci95'])} |")
+    out += ["", "### Test accuracy (%) per seed", "", "| L1_coeff | seed | causal % pruned | "
+            + " | ".join(STUDY_METHODS) + " |", "|---|---:|---:|" + "---:|" * len(STUDY_METHODS)]
+    for r in t["per_seed"]:
+        out.append(f"| {r['l1_coeff']:.0e} | {r['seed']} | {r['percent_pruned']:.2f} | "
+                   + " | ".join(_pm(r[m], math.nan) for m in STUDY_METHODS) + " |")
     out += ["", "### Paired differences, causal − baseline (accuracy points), per L1_coeff", "",
             "| L1_coeff | baseline | seeds | difference | paired t test p |", "|---|---|---:|---:|---:|"]
     for r in t["pairs"]:
@@ -158,9 +196,13 @@ def study_markdown(t: dict[str, Any]) -> str:
                    f"{_pm(r['diff_ci95_low'], math.nan)} to {_pm(r['diff_ci95_high'], math.nan)} | "
                    f"{_p(r['signed_rank_p'])} | {_p(r['sign_p'])} | {r['verdict']} |")
     out += ["", "### 10%→90% transition width (points of sparsity), per seed", "",
+            "Each curve runs from its seed's unpruned model through one point per L1_coeff; the width "
+            "cannot resolve less than the spacing of those points. D is the accuracy drop (points) it is "
+            "measured on: under a point or so it is scatter between runs, not a transition.", "",
             "| curve | per seed | mean ± 95% | on the median curve |", "|---|---|---:|---:|"]
     for r in t["widths"]:
-        per = ", ".join(f"s{s}: {'no drop' if v is None else f'{v:.1f}'}" for s, v in r["per_seed"].items())
+        per = ", ".join(f"s{s}: {'no drop' if v is None else f'{v:.1f}'} (D {r['drop'][s]:.1f})"
+                        for s, v in r["per_seed"].items())
         med = "no drop" if r["median_curve"] is None else f"{r['median_curve']:.1f}"
         out.append(f"| {r['curve']} | {per} | {_pm(r['mean'], r['ci95'], '.1f')} | {med} |")
     if t["eigenvalues"]:
@@ -169,6 +211,13 @@ def study_markdown(t: dict[str, Any]) -> str:
         for r in sorted(t["eigenvalues"], key=lambda r: (r["l1_coeff"], r["seed"], r["method"])):
             out.append(f"| {r['seed']} | {r['method']} | {r['l1_coeff']:.0e} | {r['percent_pruned']:.1f} | "
                        + ", ".join(f"{v:.3g}" for v in r["top3"]) + " |")
+    if t["sharpness"]:
+        out += ["", "### Top eigenvalue λ1, causal ÷ baseline (above 1: causal's minimum is sharper)", "",
+                "| L1_coeff | baseline | per seed | geometric mean | 95% t interval |", "|---|---|---|---:|---|"]
+        for r in t["sharpness"]:
+            per = ", ".join(f"s{s}: {v:.2f}" for s, v in sorted(r["per_seed"].items()))
+            out.append(f"| {r['l1_coeff']:.0e} | {r['baseline']} | {per} | {r['geo_mean']:.2f} | "
+                       f"{_pm(r['ci95_low'], math.nan)} to {_pm(r['ci95_high'], math.nan)} |")
     return "\n".join(out) + "\n"
 
 
