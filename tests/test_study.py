@@ -11,7 +11,7 @@ from scipy import stats as st
 
 from causalprune.cli import main
 from causalprune.results.runs import read_runs
-from causalprune.results.study import STUDY_METHODS, study_groups, study_tables
+from causalprune.results.study import STUDY_METHODS, study_groups, study_markdown, study_tables
 from causalprune.storage import read_json
 from causalprune.sweep import BASELINES, SweepSpec, run_sweep
 
@@ -64,13 +64,6 @@ def test_intervals_and_paired_tests_are_the_textbook_ones(study_runs, tmp_path, 
     assert "Paired differences" in capsys.readouterr().out
 
 
-def test_the_html_report_carries_the_study(study_runs, tmp_path):
-    from causalprune.report.build import build_report
-
-    page = build_report([str(study_runs)], tmp_path / "report.html").read_text()
-    assert 'id="study"' in page and "Paired differences" in page and "transition width per seed" in page
-
-
 def test_per_seed_rows_and_widths_start_at_the_unpruned_model(study_runs):
     from causalprune.analysis import transition_width
 
@@ -92,11 +85,17 @@ def test_per_seed_rows_and_widths_start_at_the_unpruned_model(study_runs):
         assert causal["drop"][str(seed)] == pytest.approx(max(ys) - ys[int(np.argmax(xs))])
 
 
-def test_published_runs_give_the_same_study_with_their_hessian_eigenvalues(study_runs, tmp_path):
+def _hessians_at_the_first_l1(study_runs) -> list[dict]:
+    """Top-3 eigenvalues of causal and global magnitude at the smallest L1_coeff (reused once computed)."""
     rows = [r for r in read_runs([study_runs], require_finished=False) if r["finished"]]
     first = [g for g in study_groups(rows) if g["l1_coeff"] == min(g["l1_coeff"] for g in study_groups(rows))]
     picked = [g["runs"][m]["run_dir"] for g in first for m in ("causal", "magnitude")]
     assert main(["analyze", "--hessian", "--k", "3", "--iters", "5", *picked]) == 0
+    return first
+
+
+def test_published_runs_give_the_same_study_with_their_hessian_eigenvalues(study_runs, tmp_path):
+    first = _hessians_at_the_first_l1(study_runs)
     t = study_tables([r for r in read_runs([study_runs], require_finished=False) if r["finished"]])
     assert len(t["eigenvalues"]) == 4 and all(len(e["top3"]) == 3 for e in t["eigenvalues"])
     ratio = next(r for r in t["sharpness"] if r["baseline"] == "magnitude")
@@ -107,4 +106,34 @@ def test_published_runs_give_the_same_study_with_their_hessian_eigenvalues(study
     assert ratio["geo_mean"] == pytest.approx(math.exp(np.mean(np.log(list(ratio["per_seed"].values())))))
     assert main(["runs", str(study_runs), "--publish", str(tmp_path / "pub")]) == 0
     published = study_tables([r for r in read_runs([tmp_path / "pub"], require_finished=False) if r["finished"]])
-    assert published == t
+    assert published["overlaps"] == [] and t["overlaps"]  # published copies carry no masks
+    assert {k: v for k, v in published.items() if k != "overlaps"} == {k: v for k, v in t.items() if k != "overlaps"}
+
+
+def test_within_layer_overlaps_count_the_masks_by_hand(study_runs):
+    from causalprune.results.runs import run_masks
+
+    rows = [r for r in read_runs([study_runs], require_finished=False) if r["finished"]]
+    t = study_tables(rows)
+    g = study_groups(rows)[0]
+    cm, bm = run_masks(g["runs"]["causal"]), run_masks(g["runs"]["random (layer-matched)"])
+    mine = [r for r in t["overlaps"] if (r["l1_coeff"], r["seed"], r["baseline"]) ==
+            (g["l1_coeff"], g["seed"], "random (layer-matched)")]
+    assert {r["layer"] for r in mine} == set(cm)
+    for r in mine:
+        pc, pb = cm[r["layer"]] == 0, bm[r["layer"]] == 0
+        assert int(pc.sum()) == int(pb.sum())  # layer-matched: the same count in every layer
+        assert r["causal_pruned"] == pytest.approx(100.0 * pc.float().mean().item())
+        assert r["chance"] == pytest.approx(100.0 * pb.float().mean().item())
+        if pc.any():
+            assert r["shared"] == pytest.approx(100.0 * (pc & pb).sum().item() / pc.sum().item())
+    assert "Within each layer" in study_markdown(t)
+
+
+def test_the_html_report_carries_the_study(study_runs, tmp_path):
+    _hessians_at_the_first_l1(study_runs)
+    from causalprune.report.build import build_report
+
+    page = build_report([str(study_runs)], tmp_path / "report.html").read_text()
+    assert 'id="study"' in page and "Paired differences" in page and "transition width per seed" in page
+    assert "Within each layer" in page and "causal ÷ baseline" in page

@@ -253,7 +253,7 @@ def study_section(rows: list[dict], figs: Path) -> str:
     for two or more seeds; empty otherwise."""
     import math
 
-    from ..results.study import study_tables, write_study
+    from ..results.study import OVERLAP_NOTE, overlap_summary, study_tables, write_study
 
     finished = [r for r in rows if r.get("finished", True)]
     t = study_tables(finished)
@@ -281,8 +281,21 @@ def study_section(rows: list[dict], figs: Path) -> str:
                      f"{h.fmt(r['diff_ci95_low'])} to {h.fmt(r['diff_ci95_high'])}", h.fmt(r["signed_rank_p"], 3),
                      h.fmt(r["sign_p"], 3), r["verdict"]] for r in t["overall"]], left=1)
     out += "<h4>10%→90% transition width per seed (points of sparsity)</h4>"
-    out += h.table(["curve", "per seed", "mean ± 95%"],
-                   [[r["curve"], ", ".join(f"s{s}: {'no drop' if v is None else h.fmt(v, 1)}"
+    out += h.table(["curve", "per seed (D = the drop it is measured on)", "mean ± 95%"],
+                   [[r["curve"], ", ".join(f"s{s}: {'no drop' if v is None else h.fmt(v, 1)} (D {h.fmt(r['drop'][s], 1)})"
                                            for s, v in r["per_seed"].items()), pm(r["mean"], r["ci95"], 1)]
                     for r in t["widths"]], left=2)
+    if t["sharpness"]:
+        out += "<h4>Top Hessian eigenvalue λ1, causal ÷ baseline (above 1: causal's minimum is sharper)</h4>"
+        out += h.table(["L1_coeff", "baseline", "per seed", "geometric mean", "95% t interval"],
+                       [[f"{r['l1_coeff']:.0e}", r["baseline"],
+                         ", ".join(f"s{s}: {h.fmt(v)}" for s, v in sorted(r["per_seed"].items())),
+                         h.fmt(r["geo_mean"]), f"{h.fmt(r['ci95_low'])} to {h.fmt(r['ci95_high'])}"]
+                        for r in t["sharpness"]], left=3)
+    if t["overlaps"]:
+        out += "<h4>Within each layer: of the weights causal prunes, the percent a baseline prunes too</h4>"
+        out += f"<p>{OVERLAP_NOTE.replace('*', '')}</p>"
+        out += h.table(["L1_coeff", "baseline", "layer", "causal % pruned", "shared", "chance"],
+                       [[f"{r['l1_coeff']:.0e}", r["baseline"], r["layer"], pm(*r["causal_pruned"], 1),
+                         pm(*r["shared"], 1), pm(*r["chance"], 1)] for r in overlap_summary(t["overlaps"])], left=3)
     return out

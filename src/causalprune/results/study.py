@@ -28,7 +28,8 @@ import numpy as np
 
 from ..storage import atomic_path, write_text
 
-__all__ = ["STUDY_METHODS", "study_groups", "study_tables", "write_study"]
+__all__ = ["OVERLAP_NOTE", "STUDY_METHODS", "overlap_summary", "study_groups", "study_overlaps", "study_tables",
+           "write_study"]
 
 STUDY_METHODS = ("causal", "magnitude", "magnitude (layer-matched)", "random (layer-matched)", "causal-budget",
                  "none")
@@ -158,7 +159,61 @@ def study_tables(rows: list[dict]) -> dict[str, Any]:
                  **{m: (r["test_accuracy"] if r is not None else math.nan) for m, r in g["runs"].items()}}
                 for g in groups]
     return {"groups": len(groups), "seeds": seeds, "per_seed": per_seed, "l1_grid": l1s, "accuracy": accuracy, "pairs": pairs,
-            "overall": overall, "widths": width_rows, "eigenvalues": eig, "sharpness": ratios}
+            "overall": overall, "widths": width_rows, "eigenvalues": eig, "sharpness": ratios,
+            "overlaps": study_overlaps(groups)}
+
+
+def study_overlaps(groups: list[dict]) -> list[dict]:
+    """Which weights, within each layer: of the weights causal prunes, the percent each baseline prunes
+    too (``shared``), beside what a baseline picking its weights at random in that layer would share
+    (``chance`` = its own percent pruned there). Groups whose runs have no masks (published copies)
+    are skipped."""
+    from ..analysis import overlap_per_layer
+    from .runs import run_masks
+
+    out = []
+    for g in groups:
+        c = g["runs"]["causal"]
+        if not c.get("masks_path"):
+            continue
+        cm = run_masks(c)
+        for m in STUDY_METHODS[1:-1]:
+            r = g["runs"][m]
+            if r is None or not r.get("masks_path"):
+                continue
+            for layer, tab in overlap_per_layer(cm, run_masks(r)).items():
+                (both, only_c), (only_b, _) = tab.tolist()
+                pc, pb = both + only_c, both + only_b
+                out.append({"l1_coeff": g["l1_coeff"], "seed": g["seed"], "baseline": m, "layer": layer,
+                            "causal_pruned": pc, "baseline_pruned": pb,
+                            "shared": 100.0 * both / pc if pc else math.nan, "chance": pb})
+    return out
+
+
+def overlap_summary(rows: list[dict]) -> list[dict]:
+    """study_overlaps' rows over seeds: per L1_coeff, baseline and layer, (mean, 95 % t half-width) of
+    causal's percent pruned, the shared percent and the chance level."""
+    out = []
+    for l1, i, layer in sorted({(r["l1_coeff"], STUDY_METHODS.index(r["baseline"]), r["layer"]) for r in rows}):
+        mine = [r for r in rows if (r["l1_coeff"], r["baseline"], r["layer"]) == (l1, STUDY_METHODS[i], layer)]
+        out.append({"l1_coeff": l1, "baseline": STUDY_METHODS[i], "layer": layer, "seeds": len(mine),
+                    **{k: _mean_ci([r[k] for r in mine if math.isfinite(r[k])])
+                       for k in ("causal_pruned", "shared", "chance")}})
+    return out
+
+
+OVERLAP_NOTE = ("Mean ± 95% t half-width over seeds. *chance* is what a baseline picking its weights in that "
+                "layer at random would share: its own percent pruned there.")
+
+
+def _overlap_markdown(rows: list[dict]) -> list[str]:
+    out = ["", "### Within each layer: of the weights causal prunes, the percent a baseline prunes too", "",
+           OVERLAP_NOTE, "", "| L1_coeff | baseline | layer | causal % pruned | shared | chance |",
+           "|---|---|---|---:|---:|---:|"]
+    for r in overlap_summary(rows):
+        out.append(f"| {r['l1_coeff']:.0e} | {r['baseline']} | {r['layer']} | {_pm(*r['causal_pruned'], '.1f')} | "
+                   f"{_pm(*r['shared'], '.1f')} | {_pm(*r['chance'], '.1f')} |")
+    return out
 
 
 def _pm(mean: float, ci: float, fmt: str = ".2f") -> str:
@@ -218,15 +273,21 @@ def study_markdown(t: dict[str, Any]) -> str:
             per = ", ".join(f"s{s}: {v:.2f}" for s, v in sorted(r["per_seed"].items()))
             out.append(f"| {r['l1_coeff']:.0e} | {r['baseline']} | {per} | {r['geo_mean']:.2f} | "
                        f"{_pm(r['ci95_low'], math.nan)} to {_pm(r['ci95_high'], math.nan)} |")
+    if t["overlaps"]:
+        out += _overlap_markdown(t["overlaps"])
     return "\n".join(out) + "\n"
 
 
 def write_study(rows: list[dict], out: str | Path) -> dict[str, Any]:
-    """study.md, study.csv (accuracy table), study_pairs.csv and study.png in ``out``; returns the tables."""
+    """study.md, study.csv (accuracy table), study_pairs.csv, study.png and, where the runs have their
+    masks, study_overlaps.csv in ``out``; returns the tables."""
     t = study_tables(rows)
     out = Path(out)
     write_text(out / "study.md", "# Multi-seed study\n\n" + study_markdown(t))
-    for name, table, skip in (("study.csv", t["accuracy"], {"per_seed"}), ("study_pairs.csv", t["pairs"], set())):
+    tables = [("study.csv", t["accuracy"], {"per_seed"}), ("study_pairs.csv", t["pairs"], set())]
+    if t["overlaps"]:  # needs the masks, which published copies do not carry
+        tables.append(("study_overlaps.csv", t["overlaps"], set()))
+    for name, table, skip in tables:
         buf = io.StringIO()
         cols = [k for k in (table[0] if table else {}) if k not in skip]
         w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
