@@ -86,18 +86,20 @@ def test_per_seed_rows_and_widths_start_at_the_unpruned_model(study_runs):
 
 
 def _hessians_at_the_first_l1(study_runs) -> list[dict]:
-    """Top-3 eigenvalues of causal and global magnitude at the smallest L1_coeff (reused once computed)."""
+    """`study --hessian-at` the smallest L1_coeff: top-3 eigenvalues of causal, global and layer-matched
+    magnitude (reused once computed)."""
     rows = [r for r in read_runs([study_runs], require_finished=False) if r["finished"]]
     first = [g for g in study_groups(rows) if g["l1_coeff"] == min(g["l1_coeff"] for g in study_groups(rows))]
-    picked = [g["runs"][m]["run_dir"] for g in first for m in ("causal", "magnitude")]
-    assert main(["analyze", "--hessian", "--k", "3", "--iters", "5", *picked]) == 0
+    assert main(["study", str(study_runs), "--out", str(study_runs / "study"), "--hessian-at",
+                 f"{first[0]['l1_coeff']!r}", "--device", "cpu"]) == 0
     return first
 
 
 def test_published_runs_give_the_same_study_with_their_hessian_eigenvalues(study_runs, tmp_path):
     first = _hessians_at_the_first_l1(study_runs)
     t = study_tables([r for r in read_runs([study_runs], require_finished=False) if r["finished"]])
-    assert len(t["eigenvalues"]) == 4 and all(len(e["top3"]) == 3 for e in t["eigenvalues"])
+    assert len(t["eigenvalues"]) == 6 and all(len(e["top3"]) == 3 for e in t["eigenvalues"])  # 2 seeds x 3 methods
+    assert {e["method"] for e in t["eigenvalues"]} == {"causal", "magnitude", "magnitude (layer-matched)"}
     ratio = next(r for r in t["sharpness"] if r["baseline"] == "magnitude")
     for g in first:
         lam = {m: read_json(f"{g['runs'][m]['run_dir']}/analysis/eigenvalues.json")["eigenvalues"][0]
@@ -137,3 +139,10 @@ def test_the_html_report_carries_the_study(study_runs, tmp_path):
     page = build_report([str(study_runs)], tmp_path / "report.html").read_text()
     assert 'id="study"' in page and "Paired differences" in page and "transition width per seed" in page
     assert "Within each layer" in page and "causal ÷ baseline" in page
+
+
+def test_hessian_at_an_l1_without_runs_is_a_one_line_error(study_runs, tmp_path, capsys):
+    assert main(["study", str(study_runs), "--out", str(tmp_path / "s"), "--hessian-at", "1e-3"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "matches no finished causal run" in err and "5e-13" in err
+    assert not (tmp_path / "s").exists()
