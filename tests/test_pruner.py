@@ -91,3 +91,25 @@ def test_pruner_refuses_bad_settings(tiny_net):
         CausalPruner(tiny_net, opt, l1_coeff=-1.0)
     with pytest.raises(ConfigError, match="unknown CausalPruner setting"):
         CausalPruner(tiny_net, opt, l1_coef=1e-7)
+
+
+def test_a_weight_that_never_moves_is_pruned_and_the_moving_ones_are_kept(tiny_net):
+    """γ_k lines up with weight k end to end (recorder, flattening, solver, mask): entries whose
+    gradient is held at zero have (Δθ_k)² = 0 at every step, so their γ stays 0 (eq. 9) and they are
+    pruned; every third entry in flattened order, so a transposed or shifted layout would show."""
+    model = tiny_net
+    frozen = {n: torch.arange(p.numel()).reshape(p.shape) % 3 == 0 for n, p in model.named_parameters()
+              if n.endswith("weight")}
+    for n, p in model.named_parameters():
+        if n in frozen:
+            p.register_hook(lambda grad, f=frozen[n]: grad.masked_fill(f, 0.0))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    g = torch.Generator().manual_seed(0)
+    pruner = CausalPruner(model, opt, l1_coeff=1e-10)
+    _loop(model, opt, pruner, [(torch.randn(16, 1, 6, 6, generator=g), torch.randint(0, 3, (16,), generator=g))
+                               for _ in range(30)])
+    masks = pruner.compute_masks()
+    assert set(masks) == set(frozen)
+    for name, keep in masks.items():
+        assert not bool(keep[frozen[name]].any()), f"{name}: a weight that never moved was kept"
+        assert keep[~frozen[name]].float().mean() > 0.9, f"{name}: moving weights were pruned wholesale"
