@@ -11,7 +11,7 @@ from scipy import stats as st
 
 from causalprune.cli import main
 from causalprune.results.runs import read_runs
-from causalprune.results.study import STUDY_METHODS, study_groups, study_markdown, study_tables
+from causalprune.results.study import PAIRS, STUDY_METHODS, study_groups, study_markdown, study_tables
 from causalprune.storage import read_json
 from causalprune.sweep import BASELINES, SweepSpec, run_sweep
 
@@ -51,10 +51,13 @@ def test_intervals_and_paired_tests_are_the_textbook_ones(study_runs, tmp_path, 
     half = st.t.ppf(0.975, len(acc) - 1) * np.std(acc, ddof=1) / math.sqrt(len(acc))
     assert row["accuracy_mean"] == pytest.approx(np.mean(acc)) and row["accuracy_ci95"] == pytest.approx(half)
     mag = [g["runs"]["magnitude"]["test_accuracy"] for g in mine]
-    pair = next(r for r in t["pairs"] if r["l1_coeff"] == l1 and r["baseline"] == "magnitude")
-    assert pair["diff_mean"] == pytest.approx(np.mean(np.subtract(acc, mag)))
-    if np.std(np.subtract(acc, mag)) > 0:
-        assert pair["t_test_p"] == pytest.approx(st.ttest_rel(acc, mag).pvalue)
+    lm = [g["runs"]["magnitude (layer-matched)"]["test_accuracy"] for g in mine]
+    for a, b, first in ((acc, mag, "causal"), (lm, mag, "magnitude (layer-matched)")):
+        pair = next(r for r in t["pairs"] if (r["l1_coeff"], r["method"], r["baseline"]) == (l1, first, "magnitude"))
+        assert pair["diff_mean"] == pytest.approx(np.mean(np.subtract(a, b)))
+        if np.std(np.subtract(a, b)) > 0:
+            assert pair["t_test_p"] == pytest.approx(st.ttest_rel(a, b).pvalue)
+    assert len(t["pairs"]) == len(t["l1_grid"]) * len(PAIRS)
     assert {r["baseline"] for r in t["overall"]} == set(STUDY_METHODS[1:-1])
     assert {w["curve"] for w in t["widths"]} >= {"causal", "magnitude"}
     assert main(["study", str(study_runs), "--out", str(tmp_path / "s")]) == 0

@@ -271,9 +271,10 @@ def study_section(rows: list[dict], figs: Path) -> str:
     out += h.table(["L1_coeff", "method", "seeds", "% pruned", "test accuracy (%)"],
                    [[f"{r['l1_coeff']:.0e}", r["method"], r["seeds"], pm(r["pruned_mean"], r["pruned_ci95"], 1),
                      pm(r["accuracy_mean"], r["accuracy_ci95"])] for r in t["accuracy"]], left=2)
-    out += "<h4>Paired differences, causal − baseline, per L1_coeff (paired t test, scipy)</h4>"
-    out += h.table(["L1_coeff", "baseline", "seeds", "difference (points)", "p"],
-                   [[f"{r['l1_coeff']:.0e}", r["baseline"], r["seeds"], pm(r["diff_mean"], r["diff_ci95"]),
+    out += "<h4>Paired differences, per L1_coeff (paired t test, scipy)</h4>"
+    out += h.table(["L1_coeff", "method − baseline", "seeds", "difference (points)", "p"],
+                   [[f"{r['l1_coeff']:.0e}", f"{r['method']} − {r['baseline']}", r["seeds"],
+                     pm(r["diff_mean"], r["diff_ci95"]),
                      h.fmt(r["t_test_p"], 3)] for r in t["pairs"]], left=2)
     out += "<h4>Over every L1_coeff, one difference per seed</h4>"
     out += h.table(["baseline", "seeds", "mean difference", "95% t interval", "Wilcoxon p", "sign p", "verdict"],

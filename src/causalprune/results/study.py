@@ -28,12 +28,17 @@ import numpy as np
 
 from ..storage import atomic_path, write_text
 
-__all__ = ["OVERLAP_NOTE", "STUDY_METHODS", "overlap_summary", "study_groups", "study_overlaps", "study_tables",
+__all__ = ["OVERLAP_NOTE", "PAIRS", "STUDY_METHODS", "overlap_summary", "study_groups", "study_overlaps", "study_tables",
            "write_study"]
 
 STUDY_METHODS = ("causal", "magnitude", "magnitude (layer-matched)", "random (layer-matched)", "causal-budget",
                  "none")
 _PROTOCOL = ("model", "dataset", "n_pre", "n_iter", "n_prune", "n_post")
+# Paired differences first − second. Causal against each baseline; then the two that split causal's
+# recipe: its per-layer counts with magnitude's choice against global magnitude (does the allocation
+# help?), and against random's choice at the same counts (does the choice within a layer matter?).
+PAIRS = tuple(("causal", m) for m in STUDY_METHODS[1:]) + (
+    ("magnitude (layer-matched)", "magnitude"), ("magnitude (layer-matched)", "random (layer-matched)"))
 
 
 def _ok(r: dict) -> bool:
@@ -98,15 +103,15 @@ def study_tables(rows: list[dict]) -> dict[str, Any]:
             accuracy.append({"l1_coeff": l1, "method": m, "seeds": len(runs), "accuracy_mean": acc,
                              "accuracy_ci95": acc_ci, "pruned_mean": pp, "pruned_ci95": pp_ci,
                              "per_seed": {r["seed"]: r["test_accuracy"] for r in runs}})
-        for m in STUDY_METHODS[1:]:
-            both = [(g["runs"]["causal"]["test_accuracy"], g["runs"][m]["test_accuracy"]) for g in mine
-                    if g["runs"][m] is not None]
+        for first, m in PAIRS:
+            both = [(g["runs"][first]["test_accuracy"], g["runs"][m]["test_accuracy"]) for g in mine
+                    if g["runs"][first] is not None and g["runs"][m] is not None]
             diffs = [a - b for a, b in both]
             mean, ci = _mean_ci(diffs)
             p = float(st.ttest_rel([a for a, _ in both], [b for _, b in both]).pvalue) if len(both) >= 2 \
                 and np.std(diffs) > 0 else math.nan
-            pairs.append({"l1_coeff": l1, "baseline": m, "seeds": len(both), "diff_mean": mean, "diff_ci95": ci,
-                          "t_test_p": p})
+            pairs.append({"l1_coeff": l1, "method": first, "baseline": m, "seeds": len(both), "diff_mean": mean,
+                          "diff_ci95": ci, "t_test_p": p})
     overall = []
     for m in STUDY_METHODS[1:-1]:
         seeds, diffs = zip(*[(g["seed"], g["runs"]["causal"]["test_accuracy"] - g["runs"][m]["test_accuracy"])
@@ -238,11 +243,11 @@ def study_markdown(t: dict[str, Any]) -> str:
     for r in t["per_seed"]:
         out.append(f"| {r['l1_coeff']:.0e} | {r['seed']} | {r['percent_pruned']:.2f} | "
                    + " | ".join(_pm(r[m], math.nan) for m in STUDY_METHODS) + " |")
-    out += ["", "### Paired differences, causal − baseline (accuracy points), per L1_coeff", "",
-            "| L1_coeff | baseline | seeds | difference | paired t test p |", "|---|---|---:|---:|---:|"]
+    out += ["", "### Paired differences (accuracy points), per L1_coeff", "",
+            "| L1_coeff | method − baseline | seeds | difference | paired t test p |", "|---|---|---:|---:|---:|"]
     for r in t["pairs"]:
-        out.append(f"| {r['l1_coeff']:.0e} | {r['baseline']} | {r['seeds']} | {_pm(r['diff_mean'], r['diff_ci95'])} "
-                   f"| {_p(r['t_test_p'])} |")
+        out.append(f"| {r['l1_coeff']:.0e} | {r['method']} − {r['baseline']} | {r['seeds']} | "
+                   f"{_pm(r['diff_mean'], r['diff_ci95'])} | {_p(r['t_test_p'])} |")
     out += ["", "### Over every L1_coeff: one difference per seed (the mean over its pairs)", "",
             "| baseline | seeds | pairs | mean difference | 95% t interval | Wilcoxon p | sign p | verdict |",
             "|---|---:|---:|---:|---|---:|---:|---|"]
