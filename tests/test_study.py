@@ -149,3 +149,13 @@ def test_hessian_at_an_l1_without_runs_is_a_one_line_error(study_runs, tmp_path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "matches no finished causal run" in err and "5e-13" in err
     assert not (tmp_path / "s").exists()
+
+
+def test_l1_values_print_with_all_their_digits():
+    from causalprune.results.study import study_markdown
+
+    t = {"groups": 0, "seeds": [], "accuracy": [{"l1_coeff": 1.6e-14, "method": "causal", "seeds": 1,
+                                                 "pruned_mean": 95.0, "pruned_ci95": math.nan,
+                                                 "accuracy_mean": 80.0, "accuracy_ci95": math.nan}],
+         "per_seed": [], "pairs": [], "overall": [], "widths": [], "eigenvalues": [], "sharpness": [], "overlaps": []}
+    assert "| 1.6e-14 | causal |" in study_markdown(t)  # not rounded to 2e-14

@@ -269,11 +269,11 @@ def study_section(rows: list[dict], figs: Path) -> str:
     out = h.img_file(figs / "study" / "study.png", "accuracy at equal sparsity over seeds",
                      "Test accuracy against percent pruned: mean over seeds with 95% t intervals.")
     out += h.table(["L1_coeff", "method", "seeds", "% pruned", "test accuracy (%)"],
-                   [[f"{r['l1_coeff']:.0e}", r["method"], r["seeds"], pm(r["pruned_mean"], r["pruned_ci95"], 1),
+                   [[f"{r['l1_coeff']:g}", r["method"], r["seeds"], pm(r["pruned_mean"], r["pruned_ci95"], 1),
                      pm(r["accuracy_mean"], r["accuracy_ci95"])] for r in t["accuracy"]], left=2)
     out += "<h4>Paired differences, per L1_coeff (paired t test, scipy)</h4>"
     out += h.table(["L1_coeff", "method − baseline", "seeds", "difference (points)", "p"],
-                   [[f"{r['l1_coeff']:.0e}", f"{r['method']} − {r['baseline']}", r["seeds"],
+                   [[f"{r['l1_coeff']:g}", f"{r['method']} − {r['baseline']}", r["seeds"],
                      pm(r["diff_mean"], r["diff_ci95"]),
                      h.fmt(r["t_test_p"], 3)] for r in t["pairs"]], left=2)
     out += "<h4>Over every L1_coeff, one difference per seed</h4>"
@@ -289,7 +289,7 @@ def study_section(rows: list[dict], figs: Path) -> str:
     if t["sharpness"]:
         out += "<h4>Top Hessian eigenvalue λ1, causal ÷ baseline (above 1: causal's minimum is sharper)</h4>"
         out += h.table(["L1_coeff", "baseline", "per seed", "geometric mean", "95% t interval"],
-                       [[f"{r['l1_coeff']:.0e}", r["baseline"],
+                       [[f"{r['l1_coeff']:g}", r["baseline"],
                          ", ".join(f"s{s}: {h.fmt(v)}" for s, v in sorted(r["per_seed"].items())),
                          h.fmt(r["geo_mean"]), f"{h.fmt(r['ci95_low'])} to {h.fmt(r['ci95_high'])}"]
                         for r in t["sharpness"]], left=3)
@@ -297,6 +297,6 @@ def study_section(rows: list[dict], figs: Path) -> str:
         out += "<h4>Within each layer: of the weights causal prunes, the percent a baseline prunes too</h4>"
         out += f"<p>{OVERLAP_NOTE.replace('*', '')}</p>"
         out += h.table(["L1_coeff", "baseline", "layer", "causal % pruned", "shared", "chance"],
-                       [[f"{r['l1_coeff']:.0e}", r["baseline"], r["layer"], pm(*r["causal_pruned"], 1),
+                       [[f"{r['l1_coeff']:g}", r["baseline"], r["layer"], pm(*r["causal_pruned"], 1),
                          pm(*r["shared"], 1), pm(*r["chance"], 1)] for r in overlap_summary(t["overlaps"])], left=3)
     return out

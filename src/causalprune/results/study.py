@@ -216,7 +216,7 @@ def _overlap_markdown(rows: list[dict]) -> list[str]:
            OVERLAP_NOTE, "", "| L1_coeff | baseline | layer | causal % pruned | shared | chance |",
            "|---|---|---|---:|---:|---:|"]
     for r in overlap_summary(rows):
-        out.append(f"| {r['l1_coeff']:.0e} | {r['baseline']} | {r['layer']} | {_pm(*r['causal_pruned'], '.1f')} | "
+        out.append(f"| {r['l1_coeff']:g} | {r['baseline']} | {r['layer']} | {_pm(*r['causal_pruned'], '.1f')} | "
                    f"{_pm(*r['shared'], '.1f')} | {_pm(*r['chance'], '.1f')} |")
     return out
 
@@ -236,17 +236,17 @@ def study_markdown(t: dict[str, Any]) -> str:
            "t interval over seeds.", "", "### Test accuracy (%) and percent pruned, per L1_coeff", "",
            "| L1_coeff | method | seeds | % pruned | test accuracy |", "|---|---|---:|---:|---:|"]
     for r in t["accuracy"]:
-        out.append(f"| {r['l1_coeff']:.0e} | {r['method']} | {r['seeds']} | {_pm(r['pruned_mean'], r['pruned_ci95'], '.1f')} "
+        out.append(f"| {r['l1_coeff']:g} | {r['method']} | {r['seeds']} | {_pm(r['pruned_mean'], r['pruned_ci95'], '.1f')} "
                    f"| {_pm(r['accuracy_mean'], r['accuracy_ci95'])} |")
     out += ["", "### Test accuracy (%) per seed", "", "| L1_coeff | seed | causal % pruned | "
             + " | ".join(STUDY_METHODS) + " |", "|---|---:|---:|" + "---:|" * len(STUDY_METHODS)]
     for r in t["per_seed"]:
-        out.append(f"| {r['l1_coeff']:.0e} | {r['seed']} | {r['percent_pruned']:.2f} | "
+        out.append(f"| {r['l1_coeff']:g} | {r['seed']} | {r['percent_pruned']:.2f} | "
                    + " | ".join(_pm(r[m], math.nan) for m in STUDY_METHODS) + " |")
     out += ["", "### Paired differences (accuracy points), per L1_coeff", "",
             "| L1_coeff | method − baseline | seeds | difference | paired t test p |", "|---|---|---:|---:|---:|"]
     for r in t["pairs"]:
-        out.append(f"| {r['l1_coeff']:.0e} | {r['method']} − {r['baseline']} | {r['seeds']} | "
+        out.append(f"| {r['l1_coeff']:g} | {r['method']} − {r['baseline']} | {r['seeds']} | "
                    f"{_pm(r['diff_mean'], r['diff_ci95'])} | {_p(r['t_test_p'])} |")
     out += ["", "### Over every L1_coeff: one difference per seed (the mean over its pairs)", "",
             "| baseline | seeds | pairs | mean difference | 95% t interval | Wilcoxon p | sign p | verdict |",
@@ -269,14 +269,14 @@ def study_markdown(t: dict[str, Any]) -> str:
         out += ["", "### Top-3 Hessian eigenvalues", "", "| seed | method | L1_coeff | % pruned | λ1, λ2, λ3 |",
                 "|---:|---|---|---:|---|"]
         for r in sorted(t["eigenvalues"], key=lambda r: (r["l1_coeff"], r["seed"], r["method"])):
-            out.append(f"| {r['seed']} | {r['method']} | {r['l1_coeff']:.0e} | {r['percent_pruned']:.1f} | "
+            out.append(f"| {r['seed']} | {r['method']} | {r['l1_coeff']:g} | {r['percent_pruned']:.1f} | "
                        + ", ".join(f"{v:.3g}" for v in r["top3"]) + " |")
     if t["sharpness"]:
         out += ["", "### Top eigenvalue λ1, causal ÷ baseline (above 1: causal's minimum is sharper)", "",
                 "| L1_coeff | baseline | per seed | geometric mean | 95% t interval |", "|---|---|---|---:|---|"]
         for r in t["sharpness"]:
             per = ", ".join(f"s{s}: {v:.2f}" for s, v in sorted(r["per_seed"].items()))
-            out.append(f"| {r['l1_coeff']:.0e} | {r['baseline']} | {per} | {r['geo_mean']:.2f} | "
+            out.append(f"| {r['l1_coeff']:g} | {r['baseline']} | {per} | {r['geo_mean']:.2f} | "
                        f"{_pm(r['ci95_low'], math.nan)} to {_pm(r['ci95_high'], math.nan)} |")
     if t["overlaps"]:
         out += _overlap_markdown(t["overlaps"])
