@@ -102,7 +102,8 @@ def study_tables(rows: list[dict]) -> dict[str, Any]:
             pp, pp_ci = _mean_ci([r["percent_pruned"] for r in runs])
             accuracy.append({"l1_coeff": l1, "method": m, "seeds": len(runs), "accuracy_mean": acc,
                              "accuracy_ci95": acc_ci, "pruned_mean": pp, "pruned_ci95": pp_ci,
-                             "per_seed": {r["seed"]: r["test_accuracy"] for r in runs}})
+                             "per_seed": {r["seed"]: r["test_accuracy"] for r in runs},
+                             "per_seed_pruned": {r["seed"]: r["percent_pruned"] for r in runs}})
         for first, m in PAIRS:
             both = [(g["runs"][first]["test_accuracy"], g["runs"][m]["test_accuracy"]) for g in mine
                     if g["runs"][first] is not None and g["runs"][m] is not None]
@@ -289,7 +290,7 @@ def write_study(rows: list[dict], out: str | Path) -> dict[str, Any]:
     t = study_tables(rows)
     out = Path(out)
     write_text(out / "study.md", "# Multi-seed study\n\n" + study_markdown(t))
-    tables = [("study.csv", t["accuracy"], {"per_seed"}), ("study_pairs.csv", t["pairs"], set())]
+    tables = [("study.csv", t["accuracy"], {"per_seed", "per_seed_pruned"}), ("study_pairs.csv", t["pairs"], set())]
     if t["overlaps"]:  # needs the masks, which published copies do not carry
         tables.append(("study_overlaps.csv", t["overlaps"], set()))
     for name, table, skip in tables:
@@ -305,7 +306,8 @@ def write_study(rows: list[dict], out: str | Path) -> dict[str, Any]:
 
 def _plot(t: dict[str, Any], png: Path) -> None:
     """Test accuracy against percent pruned: each method's mean over seeds with its 95 % intervals
-    in both directions, one point per L1_coeff (the unpruned reference as a band)."""
+    in both directions, one point per L1_coeff, each seed's run faint beside it (the unpruned
+    reference as a band)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -325,9 +327,14 @@ def _plot(t: dict[str, Any], png: Path) -> None:
         xs, ys = [r["pruned_mean"] for r in pts], [r["accuracy_mean"] for r in pts]
         xerr = [0 if not math.isfinite(r["pruned_ci95"]) else r["pruned_ci95"] for r in pts]
         yerr = [0 if not math.isfinite(r["accuracy_ci95"]) else r["accuracy_ci95"] for r in pts]
-        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, marker="osD^vx"[i % 6], capsize=3, lw=1.2, label=m)
+        line = ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, marker="osD^vx"[i % 6], capsize=3, lw=1.2, label=m)
+        # Each seed's own run, faint: with three seeds a t interval can reach past 100 %, the runs cannot.
+        seeds = [(r["per_seed_pruned"][s], a) for r in pts for s, a in r["per_seed"].items()]
+        ax.scatter([x for x, _ in seeds], [a for _, a in seeds], s=14, alpha=0.35, marker="osD^vx"[i % 6],
+                   color=line[0].get_color(), linewidths=0)
     ax.set_xlabel("weights pruned (%), mean over seeds")
     ax.set_ylabel("test accuracy (%), mean ± 95% interval")
+    ax.set_ylim(top=min(ax.get_ylim()[1], 100.0))
     ax.set_title(f"Accuracy at equal sparsity over {len(t['seeds'])} seed(s)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
