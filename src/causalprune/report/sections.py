@@ -253,12 +253,12 @@ def study_section(rows: list[dict], figs: Path) -> str:
     for two or more seeds; empty otherwise."""
     import math
 
-    from ..results.study import OVERLAP_NOTE, overlap_summary, study_tables, write_study
+    from ..results.study import OVERLAP_NOTE, overlap_summary, study_groups, study_tables, write_study
 
     finished = [r for r in rows if r.get("finished", True)]
+    if len({g["seed"] for g in study_groups(finished)}) < 2:
+        return ""  # before study_tables, which reads every group's masks for the overlaps
     t = study_tables(finished)
-    if len(t["seeds"]) < 2:
-        return ""
 
     def pm(mean: float, ci: float, digits: int = 2) -> str:
         if not math.isfinite(mean):
