@@ -253,19 +253,18 @@ def study_section(rows: list[dict], figs: Path) -> str:
     for two or more seeds; empty otherwise."""
     import math
 
-    from ..results.study import OVERLAP_NOTE, overlap_summary, study_groups, study_tables, write_study
+    from ..results.study import OVERLAP_NOTE, overlap_summary, study_groups, write_study
 
     finished = [r for r in rows if r.get("finished", True)]
     if len({g["seed"] for g in study_groups(finished)}) < 2:
-        return ""  # before study_tables, which reads every group's masks for the overlaps
-    t = study_tables(finished)
+        return ""  # before the tables, which read every group's masks for the overlaps
+    t = write_study(finished, figs / "study")  # the files the page links, and the tables it shows
 
     def pm(mean: float, ci: float, digits: int = 2) -> str:
         if not math.isfinite(mean):
             return "-"
         return h.fmt(mean, digits) + (f" ± {h.fmt(ci, digits)}" if math.isfinite(ci) else "")
 
-    write_study(finished, figs / "study")
     out = h.img_file(figs / "study" / "study.png", "accuracy at equal sparsity over seeds",
                      "Test accuracy against percent pruned: mean over seeds with 95% t intervals.")
     out += h.table(["L1_coeff", "method", "seeds", "% pruned", "test accuracy (%)"],
