@@ -40,7 +40,7 @@ from gpu_report import GPU_JSON  # noqa: E402
 
 from causalprune.storage import read_json, write_json, write_text  # noqa: E402
 
-__all__ = ["SIZES", "lasso_rows", "lenet_lasso", "overhead_rows", "main"]
+__all__ = ["SIZES", "lasso_rows", "lenet_lasso", "overhead_row", "main"]
 
 LR = 1e-3  # the pruning phase's SGD learning rate (docs/method.md §3)
 L1 = 1e-14  # the paper's LeNet L1_coeff
@@ -170,26 +170,70 @@ def _overhead(name: str, device: str, batch: int, T: int, chunks: int, chunk: in
                 lasso_s=lasso_s, overhead=(T * step_rec + lasso_s) / (T * step_plain))
 
 
-def overhead_rows(mode: str, device: str) -> list[dict]:
+def overhead_row(name: str, mode: str, device: str) -> dict:
+    """One model's overhead at this mode's sizes; the GPU's cache is emptied after it (the
+    recording of ResNet-18 at batch 512 takes up to 49 GB)."""
     st = SIZES[mode]
-    rows = []
-    for m in st["models"]:
-        rows.append(_overhead(m, device, st["batch"], st["T"], st["chunks"], st["chunk"]))
+    try:
+        return _overhead(name, device, st["batch"], st["T"], st["chunks"], st["chunk"])
+    finally:
         if torch.cuda.is_available():
-            torch.cuda.empty_cache()  # the previous model's recording (up to 49 GB) goes back
-    return rows
+            torch.cuda.empty_cache()
 
 
-def _run_tests(mode: str) -> str:
-    """The CUDA-marked tests; their pytest summary line (on a CPU they are all skipped)."""
+def _run_tests(mode: str, log: Path) -> str:
+    """The CUDA-marked tests; their pytest summary line (on a CPU they are all skipped). The whole
+    pytest output goes to ``log``; a failure raises with the summary."""
     files = ["tests/test_cuda_path.py", "tests/test_scope_solvers.py"]
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *files],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+                          cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    write_text(log, proc.stdout + proc.stderr)
     lines = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()]
     summary = lines[-1].strip("= ") if lines else f"pytest exited with {proc.returncode}"
     if proc.returncode not in (0, 5):  # 5: every test deselected
-        raise RuntimeError(f"CUDA-marked tests failed ({mode} mode): {summary}\n{proc.stdout[-3000:]}")
+        raise RuntimeError(f"CUDA-marked tests failed ({mode} mode): {summary}; see {log.name}")
     return summary
+
+
+def _phase(res: dict, key: str, fn, json_path: Path, t0: float) -> None:
+    """Run one phase into ``res[key]``; an error is recorded (not raised) so that the phases after
+    it still run on a machine lent for minutes, and the results so far are written at once (a
+    check stopped at its time limit still leaves them)."""
+    try:
+        res[key] = fn()
+    except Exception as exc:  # noqa: BLE001 -- reported in the results and the exit status
+        res.setdefault("errors", {})[key] = f"{type(exc).__name__}: {exc}"[:2000]
+        print(f"[gpu_check] {key} FAILED: {res['errors'][key]}", file=sys.stderr, flush=True)
+    print(f"[gpu_check] {key} done at {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    write_json(json_path, {**res, "seconds": time.perf_counter() - t0})
+
+
+def _render(res: dict, md_path: Path, commit: bool) -> Path:
+    """BENCHMARKS.md regenerated with this GPU section (the rest from the CPU suite's results.json);
+    ``commit``: also store the section in bench/results.json."""
+    from run import render
+
+    results = read_json(HERE / "results.json")
+    results["gpu"] = res
+    write_text(md_path, render(results))
+    if commit:
+        write_json(HERE / "results.json", results)
+    return md_path
+
+
+def publish(path: Path) -> int:
+    if not path.is_file():
+        print(f"gpu_check: {path} does not exist; pass the results-gpu.json a GPU-mode run wrote", file=sys.stderr)
+        return 2
+    res = read_json(path)
+    if res.get("mode") != "gpu" or "goals" not in res:
+        print(f"gpu_check: {path} is not a finished GPU-mode result (mode {res.get('mode')!r}); "
+              "publish only what `gpu_check.sh --mode gpu` finished", file=sys.stderr)
+        return 2
+    write_json(GPU_JSON, res)
+    md = _render(res, ROOT / "BENCHMARKS.md", commit=True)
+    print(f"[gpu_check] published {path} as {GPU_JSON.relative_to(ROOT)} and regenerated {md.name}", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,7 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="folder for results-gpu.json and BENCHMARKS.md "
                     "(gpu mode: bench/ and the repository's BENCHMARKS.md; cpu mode: bench/_tmp/gpu-check/)")
     ap.add_argument("--skip-tests", action="store_true", help="do not run the CUDA-marked tests")
+    ap.add_argument("--publish", type=Path, metavar="JSON",
+                    help="measure nothing: take a results-gpu.json written by a GPU-mode run elsewhere (a "
+                    "remote GPU machine, with --out) as bench/results-gpu.json and regenerate BENCHMARKS.md")
     args = ap.parse_args(argv)
+    if args.publish:
+        return publish(args.publish)
     mode = args.mode if args.mode != "auto" else ("gpu" if torch.cuda.is_available() else "cpu")
     if mode == "gpu" and not torch.cuda.is_available():
         print("gpu_check: --mode gpu needs a CUDA device; none is visible", file=sys.stderr)
@@ -209,34 +258,37 @@ def main(argv: list[str] | None = None) -> int:
     m = machine()
     res = {"mode": mode, "device": m["gpu"] if mode == "gpu" else f"CPU ({m['cpu']})", "date": m["date"],
            "commit": m["commit"], "torch": m["torch"]}
-    res["tests"] = "not run (--skip-tests)" if args.skip_tests else _run_tests(mode)
-    print(f"[gpu_check] tests: {res['tests']} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-    res["lasso"] = lasso_rows(st["lasso"], device, "triton" if mode == "gpu" else "numba")
-    res["lenet_lasso"] = lenet_lasso(st["lenet_T"], device)
-    print(f"[gpu_check] lasso done at {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    res["overhead"] = overhead_rows(mode, device)
-    print(f"[gpu_check] overhead done at {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    res["seconds"] = time.perf_counter() - t0
-    big = [r for r in res["lasso"] if r["d"] == 16_781_312]
-    by = {r["model"]: r["overhead"] for r in res["overhead"]}
-    res["goals"] = {"lenet_lasso_ms": res["lenet_lasso"]["seconds"] * 1e3,
-                    "us_per_sample_16m": big[0]["coord_us"] if big else None,
-                    "overhead_lenet": by.get("lenet"), "overhead_alexnet32": by.get("alexnet32"),
-                    "overhead_resnet18": by.get("resnet18")}
     out = args.out or (HERE if mode == "gpu" else HERE / "_tmp" / "gpu-check")
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / GPU_JSON.name
+    if args.skip_tests:
+        res["tests"] = "not run (--skip-tests)"
+    else:
+        _phase(res, "tests", lambda: _run_tests(mode, out / "cuda-tests.log"), json_path, t0)
+        res.setdefault("tests", "FAILED: " + res.get("errors", {}).get("tests", "?"))
+    _phase(res, "lasso", lambda: lasso_rows(st["lasso"], device, "triton" if mode == "gpu" else "numba"),
+           json_path, t0)
+    _phase(res, "lenet_lasso", lambda: lenet_lasso(st["lenet_T"], device), json_path, t0)
+    res["overhead"] = []
+    for name in st["models"]:  # one phase per model: an out-of-memory ResNet-18 keeps LeNet's figure
+        _phase(res, f"overhead_{name}", lambda n=name: overhead_row(n, mode, device), json_path, t0)
+        if f"overhead_{name}" in res:
+            res["overhead"].append(res.pop(f"overhead_{name}"))
+    res["seconds"] = time.perf_counter() - t0
+    big = [r for r in res.get("lasso", []) if r["d"] == 16_781_312]
+    by = {r["model"]: r["overhead"] for r in res.get("overhead", [])}
+    res["goals"] = {"lenet_lasso_ms": res["lenet_lasso"]["seconds"] * 1e3 if "lenet_lasso" in res else None,
+                    "us_per_sample_16m": big[0]["coord_us"] if big else None,
+                    "overhead_lenet": by.get("lenet"), "overhead_alexnet32": by.get("alexnet32"),
+                    "overhead_resnet18": by.get("resnet18")}
     write_json(json_path, res)
-    # Regenerate BENCHMARKS.md with this GPU section (from the CPU suite's results.json).
-    from run import render
-
-    results = read_json(HERE / "results.json")
-    results["gpu"] = res
-    md_path = ROOT / "BENCHMARKS.md" if mode == "gpu" and args.out is None else out / "BENCHMARKS.md"
-    write_text(md_path, render(results))
-    if mode == "gpu" and args.out is None:
-        write_json(HERE / "results.json", results)
+    committed = mode == "gpu" and args.out is None
+    md_path = _render(res, ROOT / "BENCHMARKS.md" if committed else out / "BENCHMARKS.md", committed)
     print(f"[gpu_check] wrote {json_path} and {md_path} in {res['seconds']:.0f} s", file=sys.stderr)
+    if res.get("errors"):
+        print(f"gpu_check: {len(res['errors'])} phase(s) failed: {', '.join(res['errors'])}; "
+              f"the errors are in {json_path}", file=sys.stderr)
+        return 1
     if mode == "cpu":
         print("GPU figures were not measured: no CUDA device is visible, so this was the CPU mode on tiny shapes "
               "(it checks the script's code paths, not the GPU goals).")

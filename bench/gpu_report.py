@@ -56,6 +56,8 @@ def gpu_section(gpu: dict | None) -> str:
                 "one does.\n\n" + REFERENCE)
     out = [f"`bash bench/gpu_check.sh` on {g['device']} ({g['date']}, commit {g['commit']}, torch {g['torch']}; "
            f"{g['seconds']:.0f} s in all). CUDA-marked tests: {g['tests']}.", "",
+           *([f"**Failed phases** (their figures are missing below): "
+              + "; ".join(f"{k}: {v}" for k, v in g["errors"].items()), ""] if g.get("errors") else []),
            "**Lasso, coupled torch path vs the coordinate-parallel Triton kernel** (bf16 x, same data and visit "
            "order, best of 2 each, synchronised):", "",
            "| d | samples | coupled µs/sample | coordinate µs/sample | coupled / coordinate | whole fit, coordinate "

@@ -45,3 +45,36 @@ def test_gpu_check_cpu_mode(tmp_path):
     assert "a GPU" in section and "| 20,000 |" in section and "| resnet18 |" in section
     rows = gpu_goal_rows(as_gpu)
     assert len(rows) == 5 and sum("not measured" in r for r in rows) == 1  # no 16.8M row in CPU mode
+
+
+def test_a_failed_phase_is_recorded_and_the_next_still_runs(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    from gpu_check import _phase
+
+    res, path = {}, tmp_path / "results-gpu.json"
+
+    def boom():
+        raise MemoryError("CUDA out of memory")
+
+    _phase(res, "overhead_resnet18", boom, path, 0.0)
+    _phase(res, "overhead_lenet", lambda: {"model": "lenet"}, path, 0.0)
+    assert res["errors"] == {"overhead_resnet18": "MemoryError: CUDA out of memory"}
+    assert res["overhead_lenet"] == {"model": "lenet"}
+    written = json.loads(path.read_text())  # what a check killed at this point would leave
+    assert written["errors"] == res["errors"] and written["overhead_lenet"] == {"model": "lenet"}
+
+
+def test_publish_refuses_what_is_not_a_finished_gpu_run(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "bench"))
+    from gpu_check import publish
+
+    before = (ROOT / "BENCHMARKS.md").read_text()
+    assert publish(tmp_path / "missing.json") == 2
+    cpu = tmp_path / "cpu.json"
+    cpu.write_text(json.dumps({"mode": "cpu", "goals": {}}))
+    assert publish(cpu) == 2
+    partial = tmp_path / "partial.json"  # a GPU run stopped before its end has no "goals"
+    partial.write_text(json.dumps({"mode": "gpu", "lasso": []}))
+    assert publish(partial) == 2
+    assert "not a finished GPU-mode result" in capsys.readouterr().err
+    assert (ROOT / "BENCHMARKS.md").read_text() == before
