@@ -25,6 +25,8 @@ saying that the GPU figures were not measured. CI runs this mode, so the script 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -181,6 +183,29 @@ def overhead_row(name: str, mode: str, device: str) -> dict:
             torch.cuda.empty_cache()
 
 
+#: the end-to-end run: the study's protocol at its stable L1_coeff, one seed (results/README.md)
+E2E_ARGS = ["run", "--preset", "study", "--method", "causal", "--l1-coeff", "1e-15", "--seed", "0"]
+
+
+def e2e_row(device: str, data_dir: Path, out: Path, log: Path) -> dict:
+    """One causal run of the study protocol on real Fashion-MNIST through the CLI, on ``device``:
+    its wall time, sparsity and test accuracy (to set beside the CPU study's seed-0 run)."""
+    cmd = [sys.executable, "-m", "causalprune", *E2E_ARGS, "--device", device, "--data-dir", str(data_dir),
+           "--out", str(out), "--no-share-pretraining"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "TQDM_DISABLE": "1"})
+    wall = time.perf_counter() - t0
+    write_text(log, proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the end-to-end run exited with {proc.returncode}; see {log.name}")
+    (summary,) = out.glob("*/summary.json")
+    s = read_json(summary)
+    return {"command": "causal-prune " + " ".join(E2E_ARGS), "wall_s": wall, "percent_pruned": s["percent_pruned"],
+            "test_accuracy": s["test_accuracy"], "iterations": [
+                {k: it[k] for k in ("percent_pruned", "record_seconds", "lasso_seconds")} for it in s["iterations"]]}
+
+
 def _run_tests(mode: str, log: Path) -> str:
     """The CUDA-marked tests; their pytest summary line (on a CPU they are all skipped). The whole
     pytest output goes to ``log``; a failure raises with the summary."""
@@ -242,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="folder for results-gpu.json and BENCHMARKS.md "
                     "(gpu mode: bench/ and the repository's BENCHMARKS.md; cpu mode: bench/_tmp/gpu-check/)")
     ap.add_argument("--skip-tests", action="store_true", help="do not run the CUDA-marked tests")
+    ap.add_argument("--data-dir", type=Path, help="gpu mode: Fashion-MNIST's IDX files; adds one causal run of "
+                    "the study protocol end to end on the GPU (skipped without it)")
     ap.add_argument("--publish", type=Path, metavar="JSON",
                     help="measure nothing: take a results-gpu.json written by a GPU-mode run elsewhere (a "
                     "remote GPU machine, with --out) as bench/results-gpu.json and regenerate BENCHMARKS.md")
@@ -274,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
         _phase(res, f"overhead_{name}", lambda n=name: overhead_row(n, mode, device), json_path, t0)
         if f"overhead_{name}" in res:
             res["overhead"].append(res.pop(f"overhead_{name}"))
+    if mode == "gpu" and args.data_dir:
+        e2e = out / "e2e-runs"
+        shutil.rmtree(e2e, ignore_errors=True)  # a fresh run, not a resumed one: its wall time is the figure
+        _phase(res, "e2e", lambda: e2e_row(device, args.data_dir, e2e, out / "e2e.log"), json_path, t0)
+        shutil.rmtree(e2e, ignore_errors=True)  # checkpoints and masks: not results
     res["seconds"] = time.perf_counter() - t0
     big = [r for r in res.get("lasso", []) if r["d"] == 16_781_312]
     by = {r["model"]: r["overhead"] for r in res.get("overhead", [])}

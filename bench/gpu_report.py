@@ -73,4 +73,11 @@ def gpu_section(gpu: dict | None) -> str:
     for r in g["overhead"]:
         out.append(f"| {r['model']} | {r['width']:,} | {r['step_plain_s']:.4f} | {r['step_recorded_s']:.4f} | "
                    f"{r['lasso_s']:.3f} | {r['overhead']:.3f}× |")
+    if g.get("e2e"):
+        e = g["e2e"]
+        its = ", ".join(f"{it['percent_pruned']:.1f}% ({it['record_seconds']:.1f} s recorded epochs, "
+                        f"{it['lasso_seconds']:.2f} s Lasso)" for it in e["iterations"])
+        out += ["", f"**End to end on the GPU**, real Fashion-MNIST, `{e['command']} --device cuda`: "
+                f"{e['wall_s']:.0f} s in all (pretraining not shared), {e['percent_pruned']:.2f}% pruned, test "
+                f"accuracy {e['test_accuracy']:.2f}%. Iterations: {its}."]
     return "\n".join(out + ["", REFERENCE])

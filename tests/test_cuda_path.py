@@ -116,8 +116,9 @@ def test_solver_loops_do_not_sync():
     with no_sync():
         solve_torch(blocks, y, order, etas, us, 1e12)
     host_blocks, host_y = paper_blocks()
+    y_dev = host_y.cuda()  # the caller's copy from pageable memory syncs; the solver's own loop must not
     with no_sync():
-        solve_streamed(host_blocks, host_y.cuda(), order, etas, us, 1e12, torch.device("cuda"))
+        solve_streamed(host_blocks, y_dev, order, etas, us, 1e12, torch.device("cuda"))
     online = OnlineLasso([b.dim for b in blocks], 2e-14, device="cuda")
     from causalprune.solvers.blocks import block_features
 
