@@ -246,7 +246,7 @@ def _render(res: dict, md_path: Path, commit: bool) -> Path:
     return md_path
 
 
-def publish(path: Path) -> int:
+def publish(path: Path, note: str | None = None) -> int:
     if not path.is_file():
         print(f"gpu_check: {path} does not exist; pass the results-gpu.json a GPU-mode run wrote", file=sys.stderr)
         return 2
@@ -255,6 +255,8 @@ def publish(path: Path) -> int:
         print(f"gpu_check: {path} is not a finished GPU-mode result (mode {res.get('mode')!r}); "
               "publish only what `gpu_check.sh --mode gpu` finished", file=sys.stderr)
         return 2
+    if note:
+        res["note"] = note
     write_json(GPU_JSON, res)
     md = _render(res, ROOT / "BENCHMARKS.md", commit=True)
     print(f"[gpu_check] published {path} as {GPU_JSON.relative_to(ROOT)} and regenerated {md.name}", file=sys.stderr)
@@ -272,9 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--publish", type=Path, metavar="JSON",
                     help="measure nothing: take a results-gpu.json written by a GPU-mode run elsewhere (a "
                     "remote GPU machine, with --out) as bench/results-gpu.json and regenerate BENCHMARKS.md")
+    ap.add_argument("--note", help="with --publish: a note printed under the figures (what explains a failure "
+                    "or a missed goal, found after the run)")
     args = ap.parse_args(argv)
     if args.publish:
-        return publish(args.publish)
+        return publish(args.publish, args.note)
     mode = args.mode if args.mode != "auto" else ("gpu" if torch.cuda.is_available() else "cpu")
     if mode == "gpu" and not torch.cuda.is_available():
         print("gpu_check: --mode gpu needs a CUDA device; none is visible", file=sys.stderr)

@@ -80,4 +80,6 @@ def gpu_section(gpu: dict | None) -> str:
         out += ["", f"**End to end on the GPU**, real Fashion-MNIST, `{e['command']} --device cuda`: "
                 f"{e['wall_s']:.0f} s in all (pretraining not shared), {e['percent_pruned']:.2f}% pruned, test "
                 f"accuracy {e['test_accuracy']:.2f}%. Iterations: {its}."]
+    if g.get("note"):
+        out += ["", f"**Note, added when these figures were published:** {g['note']}"]
     return "\n".join(out + ["", REFERENCE])
