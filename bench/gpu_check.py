@@ -13,7 +13,13 @@ GPU mode (a CUDA device is visible; sized to finish in well under 8 minutes on a
    AlexNet32 and ResNet-18 on CIFAR-shaped input (batch 512, T = 1,060; per-step medians of
    alternating chunks, the Lasso on the recorded rows tiled to T).
 
-It writes bench/results-gpu.json and regenerates BENCHMARKS.md's GPU section from it.
+4. with ``--data-dir``: one causal run of the study protocol (LeNet, real Fashion-MNIST) end to
+   end through the CLI on the GPU, its wall time and accuracy.
+
+Each phase records its error instead of raising, so one failure leaves the others' figures, and
+the results so far are written after every phase. It writes bench/results-gpu.json and
+regenerates BENCHMARKS.md's GPU section from it (``--publish FILE`` does only that, for a result
+brought back from another machine).
 
 CPU mode (no GPU): the same steps on tiny shapes, the solvers' CPU kernels in place of the
 Triton one, output under bench/_tmp/gpu-check/ (nothing committed is touched), and one line

@@ -7,7 +7,12 @@
 # Without a GPU it runs a CPU mode on tiny shapes (under a minute) that exercises the same code
 # and says in one line that the GPU figures were not measured; CI runs that mode.
 #
-#     bash bench/gpu_check.sh [--mode auto|gpu|cpu] [--out DIR] [--skip-tests]
+# With --data-dir (Fashion-MNIST's IDX files) it also makes one causal run of the study protocol
+# end to end on the GPU. Every phase records its error and lets the next run; the results so far
+# are written after each. On a remote GPU machine pass --out DIR, bring DIR/results-gpu.json back
+# and publish it here with `python bench/gpu_check.py --publish FILE [--note TEXT]`.
+#
+#     bash bench/gpu_check.sh [--mode auto|gpu|cpu] [--out DIR] [--skip-tests] [--data-dir DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-}"
