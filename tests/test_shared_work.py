@@ -119,7 +119,9 @@ def test_record_once_solve_many_gives_the_masks_of_separate_runs(quick_cfg, tmp_
     masks equal those of the same run made alone, with no sharing of any kind."""
     spec = SweepSpec(l1_grid=(1e-12, 4e-12), seeds=(0,), baselines=BASELINES)
     rows, _ = run_sweep(quick_cfg, spec)
-    assert len(rows) == 1 + 2 * 5 and all(r["status"] == "ok" for r in rows)
+    # 1 unpruned + per L1_coeff: causal, magnitude, the two layer-matched, causal-budget and
+    # magnitude at causal-budget's sparsity
+    assert len(rows) == 1 + 2 * 6 and all(r["status"] == "ok" for r in rows)
     alone = tmp_path / "alone"
     shared_seen = 0
     for r in rows:

@@ -11,7 +11,15 @@ from scipy import stats as st
 
 from causalprune.cli import main
 from causalprune.results.runs import read_runs
-from causalprune.results.study import PAIRS, STUDY_METHODS, study_groups, study_markdown, study_tables
+from causalprune.results.study import (
+    BUDGET_MAGNITUDE,
+    PAIRS,
+    STUDY_METHODS,
+    VS_CAUSAL,
+    study_groups,
+    study_markdown,
+    study_tables,
+)
 from causalprune.storage import read_json
 from causalprune.sweep import BASELINES, SweepSpec, run_sweep
 
@@ -22,8 +30,10 @@ def study_runs(tmp_path_factory):
     from causalprune.presets import preset_values
 
     out = tmp_path_factory.mktemp("study")
+    # allow_empty_layers: global magnitude at causal-budget's sparsity (91% of this small MLP) would
+    # otherwise empty its last layer
     base = config_from_dict(preset_values("quick"), Config()).replace(out=str(out), device="cpu", n_post=1,
-                                                                        max_steps_per_epoch=4)
+                                                                        max_steps_per_epoch=4, allow_empty_layers=True)
     run_sweep(base, SweepSpec(l1_grid=(5e-13, 1.5e-12), seeds=(0, 1), baselines=BASELINES))
     return out
 
@@ -38,6 +48,11 @@ def test_every_causal_run_is_grouped_with_the_runs_made_from_it(study_runs):
         assert g["runs"]["magnitude"]["percent_pruned"] == pytest.approx(c["percent_pruned"], abs=0.01)
         assert g["runs"]["magnitude (layer-matched)"]["per_layer"] == c["per_layer"]
         assert g["runs"]["causal-budget"]["l1_coeff"] == c["l1_coeff"]
+        # causal-budget's equal-sparsity pair: global magnitude at its own sparsity, not causal's
+        b, bm = g["runs"]["causal-budget"], g["runs"][BUDGET_MAGNITUDE]
+        assert bm["method"] == "magnitude" and not bm.get("match_layers")
+        assert bm["percent_pruned"] == pytest.approx(b["percent_pruned"], abs=0.01)
+        assert bm["run_dir"] != g["runs"]["magnitude"]["run_dir"]
 
 
 def test_intervals_and_paired_tests_are_the_textbook_ones(study_runs, tmp_path, capsys):
@@ -58,7 +73,12 @@ def test_intervals_and_paired_tests_are_the_textbook_ones(study_runs, tmp_path, 
         if np.std(np.subtract(a, b)) > 0:
             assert pair["t_test_p"] == pytest.approx(st.ttest_rel(a, b).pvalue)
     assert len(t["pairs"]) == len(t["l1_grid"]) * len(PAIRS)
-    assert {r["baseline"] for r in t["overall"]} == set(STUDY_METHODS[1:-1])
+    assert {r["baseline"] for r in t["overall"]} == set(VS_CAUSAL) == set(STUDY_METHODS[1:-1]) - {BUDGET_MAGNITUDE}
+    budget = [(g["runs"]["causal-budget"]["test_accuracy"], g["runs"][BUDGET_MAGNITUDE]["test_accuracy"]) for g in mine]
+    pair = next(r for r in t["pairs"] if (r["l1_coeff"], r["method"], r["baseline"]) == (l1, "causal-budget",
+                                                                                          BUDGET_MAGNITUDE))
+    assert pair["diff_mean"] == pytest.approx(np.mean([a - b for a, b in budget]))
+    assert not any(r["method"] == "causal" and r["baseline"] == BUDGET_MAGNITUDE for r in t["pairs"])
     assert {w["curve"] for w in t["widths"]} >= {"causal", "magnitude"}
     assert main(["study", str(study_runs), "--out", str(tmp_path / "s")]) == 0
     lines = list(csv.DictReader(open(tmp_path / "s" / "study.csv")))

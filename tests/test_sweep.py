@@ -119,7 +119,11 @@ def test_planned_count_matches_a_full_plan():
     spec = SweepSpec(l1_grid=(1e-13, 1e-12, 1e-11), seeds=(0, 1))
     assert planned_count(spec, 6) == 6 + 6 + 6 + 6
     every = SweepSpec(l1_grid=(1e-13, 1e-12, 1e-11), seeds=(0, 1), baselines=BASELINES)
-    assert planned_count(every, 6) == 6 + 4 * 6 + 2
+    assert planned_count(every, 6) == 6 + 5 * 6 + 2  # magnitude-budget follows each causal-budget run
+    no_budget = SweepSpec(l1_grid=(1e-13,), seeds=(0,), baselines=("magnitude (budget sparsity)",))
+    assert planned_count(no_budget, 1) == 1  # without causal-budget it has nothing to follow
+    with pytest.raises(ConfigError, match="add causal-budget"):
+        no_budget.validate()
     grid = SweepSpec(l1_grid=(1e-13,), seeds=(0, 1), sparsity_grid=(0.1, 0.2, 0.2), baselines=("magnitude", "none"))
     assert planned_count(grid, 2) == 2 + 2 * (1 + 2)
 

@@ -34,10 +34,14 @@ from .shared import SharedEpochs
 from .storage import read_json, write_json
 
 __all__ = ["SweepSpec", "BASELINES", "parse_grid", "parse_ints", "sweep_dir", "causal_configs",
-           "magnitude_targets", "follower_configs", "seed_configs", "run_sweep", "planned_count", "DEFAULT_BASELINES"]
+           "magnitude_targets", "follower_configs", "budget_magnitude_config", "BUDGET_MAGNITUDE", "seed_configs", "run_sweep", "planned_count", "DEFAULT_BASELINES"]
 
 # Baseline curves a sweep can add to the causal one (the first three by default).
-BASELINES = ("magnitude", "magnitude (layer-matched)", "random (layer-matched)", "causal-budget", "none")
+BASELINES = ("magnitude", "magnitude (layer-matched)", "random (layer-matched)", "causal-budget",
+             "magnitude (budget sparsity)", "none")
+#: global magnitude at each causal-budget run's own sparsity: causal-budget drifts away from
+#: causal's sparsity over the iterations, so only this pairs it with a baseline at equal sparsity
+BUDGET_MAGNITUDE = "magnitude (budget sparsity)"
 DEFAULT_BASELINES = BASELINES[:3]
 # Failures that are an outcome of a setting (an L1_coeff so large it empties a layer, a diverging
 # run), not a mistake of the user: the sweep records them and goes on.
@@ -59,6 +63,9 @@ class SweepSpec:
         bad = [b for b in self.baselines if b not in BASELINES]
         if bad:
             raise ConfigError(f"unknown baseline {bad[0]!r}; choose from {', '.join(BASELINES)}")
+        if BUDGET_MAGNITUDE in self.baselines and "causal-budget" not in self.baselines:
+            raise ConfigError("the magnitude-budget baseline follows causal-budget runs; add causal-budget to "
+                              "--baselines")
         if self.sparsity_grid is not None and not all(0 <= s < 1 for s in self.sparsity_grid):
             raise ConfigError("--sparsity-grid values are fractions in [0, 1), e.g. 0.2,0.5,0.8")
         if not all(v > 0 and math.isfinite(v) for v in self.l1_grid):
@@ -121,7 +128,12 @@ def magnitude_targets(spec: SweepSpec, causal_row: dict) -> list[float]:
     causal run of its own seed makes "equal sparsity" exact per seed, for paired tests."""
     if spec.sparsity_grid is not None:
         return []
-    return [min(round(float(causal_row["percent_pruned"]) / 100.0, 4), 0.9999)]
+    return [_exact_target(causal_row)]
+
+
+def _exact_target(row: dict) -> float:
+    """The sparsity a finished run reached as a target fraction, rounded to 0.01 %."""
+    return min(round(float(row["percent_pruned"]) / 100.0, 4), 0.9999)
 
 
 def follower_configs(base: Config, spec: SweepSpec, causal_row: dict) -> list[tuple[str, Config]]:
@@ -142,6 +154,13 @@ def follower_configs(base: Config, spec: SweepSpec, causal_row: dict) -> list[tu
     return out
 
 
+def budget_magnitude_config(base: Config, spec: SweepSpec, budget_row: dict) -> Config:
+    """Global magnitude at exactly the sparsity one finished causal-budget run reached, on its seed
+    (rounded as :func:`magnitude_targets` rounds, so reruns hit the same run)."""
+    return _main(base, spec).replace(seed=budget_row["seed"], method="magnitude",
+                                     target_sparsity=_exact_target(budget_row))
+
+
 def seed_configs(base: Config, spec: SweepSpec, seed: int) -> list[tuple[str, Config]]:
     """(curve, config) of the runs a seed needs once: the unpruned reference, and global magnitude
     at each --sparsity-grid value."""
@@ -157,7 +176,8 @@ def planned_count(spec: SweepSpec, n_causal: int) -> int:
     """How many runs the sweep will have (for the progress bar), before any has run."""
     n_main = len(spec.l1_grid) * len(spec.seeds)
     per_causal = sum(b in spec.baselines for b in BASELINES[1:4]) + \
-        ("magnitude" in spec.baselines and spec.sparsity_grid is None)
+        ("magnitude" in spec.baselines and spec.sparsity_grid is None) + \
+        (BUDGET_MAGNITUDE in spec.baselines and "causal-budget" in spec.baselines)
     per_seed = ("none" in spec.baselines) + \
         ("magnitude" in spec.baselines and spec.sparsity_grid is not None) * len(set(spec.sparsity_grid or ()))
     return n_causal + n_main * per_causal + len(spec.seeds) * per_seed
@@ -222,7 +242,9 @@ def run_sweep(base: Config, spec: SweepSpec, *, overwrite: bool = False, retry_f
             row = go(cfg, "causal", main)
             if main and row["status"] == "ok":
                 for curve, other in follower_configs(base, spec, row):
-                    go(other, curve, True)
+                    follower = go(other, curve, True)
+                    if curve == "causal-budget" and BUDGET_MAGNITUDE in spec.baselines and follower["status"] == "ok":
+                        go(budget_magnitude_config(base, spec, follower), BUDGET_MAGNITUDE, True)
     write_sweep_outputs(rows, out, base, spec)
     return rows, out
 

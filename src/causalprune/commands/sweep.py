@@ -12,7 +12,7 @@ __all__ = ["register"]
 # Set per run by the sweep; --name is left out too, since every run needs its own folder.
 _VARIED = ("method", "seed", "l1_coeff", "target_sparsity", "match_layers", "name")
 # --baselines names of sweep.BASELINES, in the same order.
-BASELINE_FLAGS = ("magnitude", "magnitude-matched", "random-matched", "causal-budget", "unpruned")
+BASELINE_FLAGS = ("magnitude", "magnitude-matched", "random-matched", "causal-budget", "magnitude-budget", "unpruned")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,8 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: --n-prune)")
     g.add_argument("--baselines", default="magnitude,magnitude-matched,random-matched", metavar="LIST",
                    help="baseline curves: any of magnitude, magnitude-matched, random-matched, "
-                        "causal-budget (ours: causal's per-layer count, magnitude's choice), unpruned (one "
-                        "unpruned run per seed), or none (default: the first three)")
+                        "causal-budget (ours: causal's per-layer count, magnitude's choice), magnitude-budget "
+                        "(global magnitude at each causal-budget run's sparsity; needs causal-budget), "
+                        "unpruned (one unpruned run per seed), or none (default: the first three)")
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun runs that failed before (e.g. an L1_coeff that emptied a layer)")
     p.add_argument("--overwrite", action="store_true", help="recompute every run even if it exists")

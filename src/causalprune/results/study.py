@@ -6,6 +6,8 @@ makes them. Each causal run (one seed, one L1_coeff) is a *group* with the runs 
 * ``magnitude``: global magnitude, same seed, target sparsity = that causal run's (sweep.py);
 * ``magnitude (layer-matched)``, ``random (layer-matched)``: ``--match-layers`` that causal run;
 * ``causal-budget``: same seed and L1_coeff;
+* ``magnitude (budget sparsity)``: global magnitude at exactly that causal-budget run's sparsity
+  (causal-budget drifts from causal's sparsity over its iterations; this is its equal-sparsity pair);
 * ``none``: the seed's unpruned run.
 
 Per L1_coeff and method: test accuracy and percent pruned as mean ± the half-width of a 95 % t
@@ -28,21 +30,31 @@ import numpy as np
 
 from ..storage import atomic_path, write_text
 
-__all__ = ["OVERLAP_NOTE", "PAIRS", "STUDY_METHODS", "overlap_summary", "study_groups", "study_overlaps", "study_tables",
+__all__ = ["BUDGET_MAGNITUDE", "OVERLAP_NOTE", "PAIRS", "STUDY_METHODS", "VS_CAUSAL", "overlap_summary", "study_groups", "study_overlaps", "study_tables",
            "write_study"]
 
 STUDY_METHODS = ("causal", "magnitude", "magnitude (layer-matched)", "random (layer-matched)", "causal-budget",
-                 "none")
+                 "magnitude (budget sparsity)", "none")
+BUDGET_MAGNITUDE = "magnitude (budget sparsity)"
+# What causal is set against (test accuracy, λ1 ratios, overlaps); the budget-sparsity run pairs with
+# causal-budget only, at another sparsity than causal's.
+VS_CAUSAL = tuple(m for m in STUDY_METHODS[1:-1] if m != BUDGET_MAGNITUDE)
 _PROTOCOL = ("model", "dataset", "n_pre", "n_iter", "n_prune", "n_post")
 # Paired differences first − second. Causal against each baseline; then the two that split causal's
 # recipe: its per-layer counts with magnitude's choice against global magnitude (does the allocation
 # help?), and against random's choice at the same counts (does the choice within a layer matter?).
-PAIRS = tuple(("causal", m) for m in STUDY_METHODS[1:]) + (
-    ("magnitude (layer-matched)", "magnitude"), ("magnitude (layer-matched)", "random (layer-matched)"))
+PAIRS = tuple(("causal", m) for m in (*VS_CAUSAL, "none")) + (
+    ("magnitude (layer-matched)", "magnitude"), ("magnitude (layer-matched)", "random (layer-matched)"),
+    ("causal-budget", BUDGET_MAGNITUDE))
 
 
 def _ok(r: dict) -> bool:
     return r.get("test_accuracy") is not None and r.get("finished", True)
+
+
+def _target(r: dict) -> float:
+    """The sparsity a run reached as the target a global-magnitude run would be given for it (sweep.py)."""
+    return min(round(float(r["percent_pruned"]) / 100.0, 4), 0.9999)
 
 
 def _same_run(a: str, b: str) -> bool:
@@ -57,7 +69,7 @@ def study_groups(rows: list[dict]) -> list[dict]:
     groups = []
     for c in sorted((r for r in rows if r["curve"] == "causal"), key=lambda r: (r["l1_coeff"], r["seed"])):
         same = [r for r in rows if r["seed"] == c["seed"] and all(r.get(k) == c.get(k) for k in _PROTOCOL)]
-        target = min(round(float(c["percent_pruned"]) / 100.0, 4), 0.9999)
+        target = _target(c)
         pick = {
             "causal": c,
             "magnitude": next((r for r in same if r["curve"] == "magnitude"
@@ -69,6 +81,9 @@ def study_groups(rows: list[dict]) -> list[dict]:
         for curve in ("magnitude (layer-matched)", "random (layer-matched)"):
             pick[curve] = next((r for r in same if r["curve"] == curve
                                 and _same_run(r.get("match_layers") or "", c["run_dir"])), None)
+        budget = pick["causal-budget"]
+        pick[BUDGET_MAGNITUDE] = None if budget is None else next(
+            (r for r in same if r["curve"] == "magnitude" and r.get("target_sparsity") == _target(budget)), None)
         groups.append({"seed": c["seed"], "l1_coeff": c["l1_coeff"], "runs": pick})
     return groups
 
@@ -114,7 +129,7 @@ def study_tables(rows: list[dict]) -> dict[str, Any]:
             pairs.append({"l1_coeff": l1, "method": first, "baseline": m, "seeds": len(both), "diff_mean": mean,
                           "diff_ci95": ci, "t_test_p": p})
     overall = []
-    for m in STUDY_METHODS[1:-1]:
+    for m in VS_CAUSAL:
         seeds, diffs = zip(*[(g["seed"], g["runs"]["causal"]["test_accuracy"] - g["runs"][m]["test_accuracy"])
                              for g in groups if g["runs"][m] is not None]) if any(
             g["runs"][m] is not None for g in groups) else ((), ())
@@ -122,7 +137,9 @@ def study_tables(rows: list[dict]) -> dict[str, Any]:
         overall.append({"baseline": m, "seeds": t.n, "pairs": t.pairs, "diff_mean": t.mean,
                         "diff_ci95_low": t.interval[0], "diff_ci95_high": t.interval[1],
                         "signed_rank_p": t.signed_rank_p, "sign_p": t.sign.pvalue, "verdict": t.verdict})
-    used = [g["runs"][m] for g in groups for m in STUDY_METHODS[:-1] if g["runs"][m] is not None]
+    # The budget-sparsity runs are global magnitude runs too: kept off the curves, so that each
+    # curve has one point per L1_coeff and the magnitude curve is the one paired with causal.
+    used = [g["runs"][m] for g in groups for m in ("causal", *VS_CAUSAL) if g["runs"][m] is not None]
     # Every curve starts at its seed's unpruned model (0 % pruned): without that point a curve that
     # only spans the pruned runs measures its drop from its own least-pruned run, and scatter
     # between seeds at one sparsity would pass for a transition.
@@ -150,7 +167,7 @@ def study_tables(rows: list[dict]) -> dict[str, Any]:
     # two sharpnesses is compared on a log scale, so its summary is the geometric mean.
     ratios = []
     for l1 in l1s:
-        for m in STUDY_METHODS[1:-1]:
+        for m in VS_CAUSAL:
             per = {g["seed"]: g["runs"]["causal"]["eigenvalues"][0] / g["runs"][m]["eigenvalues"][0]
                    for g in groups if g["l1_coeff"] == l1 and g["runs"][m] is not None
                    and g["runs"]["causal"].get("eigenvalues") and g["runs"][m].get("eigenvalues")}
@@ -162,6 +179,7 @@ def study_tables(rows: list[dict]) -> dict[str, Any]:
                                "ci95_high": float(np.exp(mean + ci)) if math.isfinite(ci) else math.nan})
     seeds = sorted({g["seed"] for g in groups})
     per_seed = [{"l1_coeff": g["l1_coeff"], "seed": g["seed"], "percent_pruned": g["runs"]["causal"]["percent_pruned"],
+                 "budget_percent_pruned": (g["runs"]["causal-budget"] or {}).get("percent_pruned", math.nan),
                  **{m: (r["test_accuracy"] if r is not None else math.nan) for m, r in g["runs"].items()}}
                 for g in groups]
     return {"groups": len(groups), "seeds": seeds, "per_seed": per_seed, "l1_grid": l1s, "accuracy": accuracy, "pairs": pairs,
@@ -183,7 +201,7 @@ def study_overlaps(groups: list[dict]) -> list[dict]:
         if not c.get("masks_path"):
             continue
         cm = run_masks(c)
-        for m in STUDY_METHODS[1:-1]:
+        for m in VS_CAUSAL:
             r = g["runs"][m]
             if r is None or not r.get("masks_path"):
                 continue
@@ -239,10 +257,13 @@ def study_markdown(t: dict[str, Any]) -> str:
     for r in t["accuracy"]:
         out.append(f"| {r['l1_coeff']:g} | {r['method']} | {r['seeds']} | {_pm(r['pruned_mean'], r['pruned_ci95'], '.1f')} "
                    f"| {_pm(r['accuracy_mean'], r['accuracy_ci95'])} |")
-    out += ["", "### Test accuracy (%) per seed", "", "| L1_coeff | seed | causal % pruned | "
-            + " | ".join(STUDY_METHODS) + " |", "|---|---:|---:|" + "---:|" * len(STUDY_METHODS)]
+    out += ["", "### Test accuracy (%) per seed", "", "Every method at causal's sparsity, except causal-budget and "
+            "magnitude (budget sparsity), at causal-budget's.", "", "| L1_coeff | seed | causal % pruned | "
+            "causal-budget % pruned | " + " | ".join(STUDY_METHODS) + " |",
+            "|---|---:|---:|---:|" + "---:|" * len(STUDY_METHODS)]
     for r in t["per_seed"]:
         out.append(f"| {r['l1_coeff']:g} | {r['seed']} | {r['percent_pruned']:.2f} | "
+                   f"{_pm(r['budget_percent_pruned'], math.nan)} | "
                    + " | ".join(_pm(r[m], math.nan) for m in STUDY_METHODS) + " |")
     out += ["", "### Paired differences (accuracy points), per L1_coeff", "",
             "| L1_coeff | method − baseline | seeds | difference | paired t test p |", "|---|---|---:|---:|---:|"]
