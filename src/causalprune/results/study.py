@@ -355,7 +355,14 @@ def _plot(t: dict[str, Any], png: Path) -> None:
                    color=line[0].get_color(), linewidths=0)
     ax.set_xlabel("weights pruned (%), mean over seeds")
     ax.set_ylabel("test accuracy (%), mean ± 95% interval")
-    ax.set_ylim(top=min(ax.get_ylim()[1], 100.0))
+    # The axes span the runs themselves, not the intervals: a t interval over two or three seeds
+    # can reach far below 0 % or past 100 % and would squeeze every run into a corner.
+    runs = [(r["per_seed_pruned"][s], a) for r in t["accuracy"] if r["seeds"] and r["method"] != "none"
+            for s, a in r["per_seed"].items()]
+    if runs:
+        xs_all, ys_all = [x for x, _ in runs], [y for _, y in runs]
+        ax.set_xlim(max(0.0, min(xs_all) - 3), min(100.0, max(xs_all) + 1.5))
+        ax.set_ylim(max(0.0, min(ys_all) - 3), min(100.0, max(ys_all) + 2))
     ax.set_title(f"Accuracy at equal sparsity over {len(t['seeds'])} seed(s)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
