@@ -34,7 +34,8 @@ from .shared import SharedEpochs
 from .storage import read_json, write_json
 
 __all__ = ["SweepSpec", "BASELINES", "parse_grid", "parse_ints", "sweep_dir", "causal_configs",
-           "magnitude_targets", "follower_configs", "budget_magnitude_config", "BUDGET_MAGNITUDE", "seed_configs", "run_sweep", "planned_count", "DEFAULT_BASELINES"]
+           "magnitude_targets", "exact_target", "follower_configs", "budget_magnitude_config", "BUDGET_MAGNITUDE",
+           "seed_configs", "run_sweep", "planned_count", "DEFAULT_BASELINES"]
 
 # Baseline curves a sweep can add to the causal one (the first three by default).
 BASELINES = ("magnitude", "magnitude (layer-matched)", "random (layer-matched)", "causal-budget",
@@ -128,10 +129,10 @@ def magnitude_targets(spec: SweepSpec, causal_row: dict) -> list[float]:
     causal run of its own seed makes "equal sparsity" exact per seed, for paired tests."""
     if spec.sparsity_grid is not None:
         return []
-    return [_exact_target(causal_row)]
+    return [exact_target(causal_row)]
 
 
-def _exact_target(row: dict) -> float:
+def exact_target(row: dict) -> float:
     """The sparsity a finished run reached as a target fraction, rounded to 0.01 %."""
     return min(round(float(row["percent_pruned"]) / 100.0, 4), 0.9999)
 
@@ -158,7 +159,7 @@ def budget_magnitude_config(base: Config, spec: SweepSpec, budget_row: dict) -> 
     """Global magnitude at exactly the sparsity one finished causal-budget run reached, on its seed
     (rounded as :func:`magnitude_targets` rounds, so reruns hit the same run)."""
     return _main(base, spec).replace(seed=budget_row["seed"], method="magnitude",
-                                     target_sparsity=_exact_target(budget_row))
+                                     target_sparsity=exact_target(budget_row))
 
 
 def seed_configs(base: Config, spec: SweepSpec, seed: int) -> list[tuple[str, Config]]:

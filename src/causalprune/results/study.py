@@ -30,8 +30,8 @@ import numpy as np
 
 from ..storage import atomic_path, write_text
 
-__all__ = ["BUDGET_MAGNITUDE", "OVERLAP_NOTE", "PAIRS", "STUDY_METHODS", "VS_CAUSAL", "overlap_summary", "study_groups", "study_overlaps", "study_tables",
-           "write_study"]
+__all__ = ["BUDGET_MAGNITUDE", "OVERLAP_NOTE", "PAIRS", "STUDY_METHODS", "VS_CAUSAL", "overlap_summary",
+           "study_groups", "study_overlaps", "study_tables", "write_study"]
 
 STUDY_METHODS = ("causal", "magnitude", "magnitude (layer-matched)", "random (layer-matched)", "causal-budget",
                  "magnitude (budget sparsity)", "none")
@@ -52,11 +52,6 @@ def _ok(r: dict) -> bool:
     return r.get("test_accuracy") is not None and r.get("finished", True)
 
 
-def _target(r: dict) -> float:
-    """The sparsity a run reached as the target a global-magnitude run would be given for it (sweep.py)."""
-    return min(round(float(r["percent_pruned"]) / 100.0, 4), 0.9999)
-
-
 def _same_run(a: str, b: str) -> bool:
     # By folder name: run names carry a digest of their settings, and a published copy keeps only
     # the name of the run it matched (layers.publish), so this holds before and after publishing.
@@ -65,11 +60,13 @@ def _same_run(a: str, b: str) -> bool:
 
 def study_groups(rows: list[dict]) -> list[dict]:
     """One group per finished causal run: its seed, L1_coeff and the run of each method (or None)."""
+    from ..sweep import exact_target  # the target the sweep gave each global-magnitude run
+
     rows = [r for r in rows if _ok(r)]
     groups = []
     for c in sorted((r for r in rows if r["curve"] == "causal"), key=lambda r: (r["l1_coeff"], r["seed"])):
         same = [r for r in rows if r["seed"] == c["seed"] and all(r.get(k) == c.get(k) for k in _PROTOCOL)]
-        target = _target(c)
+        target = exact_target(c)
         pick = {
             "causal": c,
             "magnitude": next((r for r in same if r["curve"] == "magnitude"
@@ -82,8 +79,9 @@ def study_groups(rows: list[dict]) -> list[dict]:
             pick[curve] = next((r for r in same if r["curve"] == curve
                                 and _same_run(r.get("match_layers") or "", c["run_dir"])), None)
         budget = pick["causal-budget"]
+        budget_target = None if budget is None else exact_target(budget)
         pick[BUDGET_MAGNITUDE] = None if budget is None else next(
-            (r for r in same if r["curve"] == "magnitude" and r.get("target_sparsity") == _target(budget)), None)
+            (r for r in same if r["curve"] == "magnitude" and r.get("target_sparsity") == budget_target), None)
         groups.append({"seed": c["seed"], "l1_coeff": c["l1_coeff"], "runs": pick})
     return groups
 
